@@ -1,0 +1,3 @@
+from softthink.cli import main
+
+raise SystemExit(main())
