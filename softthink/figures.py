@@ -1,0 +1,398 @@
+"""Figures: Figure 1 (published vs ours), the concept-token view of Figures 3-4, length distributions, accuracy vs
+length, and sweep heat maps. Every function returns a matplotlib Figure; `save_figure` writes PNG + PDF to `figures/`.
+
+One palette for methods across all figures (`METHOD_PALETTE`, seaborn "colorblind"); published vs ours is shown by
+hatching (ours hatched, published plain and lighter), never by colour.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from softthink import paper, tables  # noqa: E402
+
+METHOD_ORDER = ["cot_sample", "cot_greedy", "soft", "soft_no_cold_stop", "coconut_tf", "avg_embedding",
+                "nothinking", "moi", "swir", "thinkrouter"]
+_COLORS = sns.color_palette("colorblind", len(METHOD_ORDER))
+METHOD_PALETTE: dict[str, tuple[float, float, float]] = dict(zip(METHOD_ORDER, _COLORS))
+OURS_HATCH = "///"
+PUBLISHED_ALPHA = 0.55
+FIG_FORMATS = ("png", "pdf")
+
+
+def method_color(method: str) -> tuple[float, float, float]:
+    if method not in METHOD_PALETTE:  # a method added later: deterministic extra colour
+        extra = sns.color_palette("dark", 10)
+        METHOD_PALETTE[method] = extra[sum(map(ord, method)) % 10]
+    return METHOD_PALETTE[method]
+
+
+def method_label(method: str) -> str:
+    return paper.METHOD_LABELS.get(method, method)
+
+
+def palette_for(methods: Iterable[str]) -> dict[str, Any]:
+    return {m: method_color(m) for m in methods}
+
+
+def save_figure(fig: plt.Figure, name: str, outdir: str | Path = "figures", formats: Sequence[str] = FIG_FORMATS,
+                dpi: int = 150) -> list[str]:
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = outdir / f"{name}.{fmt}"
+        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "pdf" else None)
+        paths.append(str(p))
+    return paths
+
+
+def _empty(ax, text="no results yet"):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Figure 1
+
+
+def figure1_frame(summary: pd.DataFrame | None) -> pd.DataFrame:
+    """Long frame: model, domain, method, source (published|ours), acc, length, complete (ours covers every dataset)."""
+    rows = []
+    pub = paper.published_figure1()
+    for _, r in pub.iterrows():
+        rows.append(dict(model=r.model, domain=r.domain, method=r.method, source="published", acc=r.acc,
+                         length=r.length, complete=True))
+    for domain in ("math", "code"):
+        tab = tables.main_table(summary, domain)
+        comp = tab.attrs.get("complete") or []
+        for i, ((model, method, variant), row) in enumerate(tab.iterrows()):
+            if method not in ("cot_sample", "soft") or variant:
+                continue
+            a, l = row[("acc", "avg", "ours")], row[("len", "avg", "ours")]
+            if pd.notna(a):
+                rows.append(dict(model=model, domain=domain, method=method, source="ours", acc=float(a),
+                                 length=float(l) if pd.notna(l) else np.nan, complete=bool(comp[i])))
+    return pd.DataFrame(rows)
+
+
+def figure1(summary: pd.DataFrame | None, methods: Sequence[str] = ("cot_sample", "soft")) -> plt.Figure:
+    """Paper Figure 1: average accuracy and length per model, math and code, CoT vs Soft, published vs ours."""
+    df = figure1_frame(summary)
+    models = [m for m in paper.MODELS] + sorted(set(df.model) - set(paper.MODELS))
+    fig, axes = plt.subplots(2, 2, figsize=(max(10, 2.6 * len(models) + 4), 8.5), constrained_layout=True)
+    panels = [("math", "acc"), ("math", "length"), ("code", "acc"), ("code", "length")]
+    titles = {"acc": "Average accuracy ({}) ↑", "length": "Average generation length ({}) ↓"}
+    width = 0.8 / (2 * len(methods))
+    for ax, (domain, quantity) in zip(axes.flat, panels):
+        sub = df[df.domain == domain]
+        x = np.arange(len(models))
+        for j, method in enumerate(methods):
+            for s, source in enumerate(("published", "ours")):
+                k = 2 * j + s
+                pos = x - 0.4 + width * (k + 0.5)
+                vals = []
+                for m in models:
+                    v = sub[(sub.model == m) & (sub.method == method) & (sub.source == source)][quantity]
+                    vals.append(float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else np.nan)
+                bars = ax.bar(pos, np.nan_to_num(vals, nan=0.0), width * 0.95, color=method_color(method),
+                              alpha=PUBLISHED_ALPHA if source == "published" else 1.0,
+                              hatch=OURS_HATCH if source == "ours" else None, edgecolor="black", linewidth=0.5)
+                for b, v in zip(bars, vals):
+                    if not np.isnan(v):
+                        ax.annotate(f"{v:.1f}" if quantity == "acc" else f"{v:,.0f}", (b.get_x() + b.get_width() / 2,
+                                    b.get_height()), ha="center", va="bottom", fontsize=6.5, rotation=90,
+                                    xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x)
+        ax.set_xticklabels([textwrap.fill(paper.MODEL_SHORT.get(m, m), 14) for m in models], fontsize=8)
+        ax.set_title(titles[quantity].format("Math" if domain == "math" else "Coding"))
+        ax.set_ylabel("pass@1 accuracy (%)" if quantity == "acc" else "Len-Correct (tokens)")
+        ax.set_xlabel("model")
+        if quantity == "acc":
+            ax.set_ylim(0, 109)
+        else:
+            top = np.nanmax(sub["length"]) if len(sub) else 1.0
+            ax.set_ylim(0, (top if np.isfinite(top) else 1.0) * 1.25)
+        ax.grid(axis="y", alpha=0.3)
+        # reduction % (Soft vs CoT) for each source, printed under the x labels
+        if quantity == "length":
+            for i, m in enumerate(models):
+                notes = []
+                for source in ("published", "ours"):
+                    c = sub[(sub.model == m) & (sub.method == "cot_sample") & (sub.source == source)]["length"]
+                    so = sub[(sub.model == m) & (sub.method == "soft") & (sub.source == source)]["length"]
+                    if len(c) and len(so) and c.iloc[0] > 0:
+                        notes.append(f"{'pub' if source == 'published' else 'ours'} "
+                                     f"{100 * (so.iloc[0] - c.iloc[0]) / c.iloc[0]:+.1f}%")
+                if notes:
+                    ax.text(i, ax.get_ylim()[1] * 0.97, "\n".join(notes), ha="center", va="top", fontsize=7)
+    handles = [Patch(facecolor=method_color(m), edgecolor="black", label=method_label(m)) for m in methods]
+    handles += [Patch(facecolor="white", edgecolor="black", alpha=PUBLISHED_ALPHA, label="published (paper)"),
+                Patch(facecolor="white", edgecolor="black", hatch=OURS_HATCH, label="ours (this suite)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
+    fig.suptitle("Figure 1 — Soft Thinking vs CoT Thinking: published vs reproduced (mean over benchmarks)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# concept tokens (Figures 3-4)
+
+
+def trace_frame(trace: Any) -> pd.DataFrame:
+    """Normalise a Trace (object, dict of lists, or list of per-step dicts) to one row per step."""
+    if trace is None:
+        return pd.DataFrame(columns=["step", "token", "phase", "entropy", "topk_ids", "topk_weights", "cold_stop"])
+    if hasattr(trace, "to_dict"):
+        trace = trace.to_dict()
+    if isinstance(trace, Mapping):
+        n = max((len(v) for v in trace.values() if isinstance(v, (list, tuple))), default=0)
+        df = pd.DataFrame({k: list(v) for k, v in trace.items() if isinstance(v, (list, tuple)) and len(v) == n})
+    else:
+        df = pd.DataFrame(list(trace))
+    for col, default in [("phase", "think"), ("cold_stop", False), ("entropy", np.nan), ("token", -1)]:
+        if col not in df.columns:
+            df[col] = default
+    df.insert(0, "step", np.arange(1, len(df) + 1))
+    return df
+
+
+def _decoder(tokenizer_or_decode: Any) -> Callable[[int], str]:
+    if tokenizer_or_decode is None:
+        return lambda i: str(i)
+    if callable(tokenizer_or_decode) and not hasattr(tokenizer_or_decode, "decode"):
+        return tokenizer_or_decode
+    tok = tokenizer_or_decode
+    return lambda i: tok.decode([int(i)])
+
+
+def _show(s: str, width: int = 8) -> str:
+    s = s.replace("\n", "↵").replace("\t", "⇥")
+    s = s.replace(" ", "␣") if s.strip() == "" else s.strip() if s.startswith(" ") and s.strip() else s
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def concept_tokens(trace: Any, decode: Any = None, top: int = 5, steps_per_row: int = 20, max_steps: int = 100,
+                   title: str = "Concept tokens per step") -> plt.Figure:
+    """Figures 3-4 view: per step the top-k candidate tokens and their weights (green = weight, colour bar 0-1),
+    the argmax outlined in black, Cold Stop marked in red, ANSWER-phase steps greyed; entropy strip above each row."""
+    df = trace_frame(trace).head(max_steps)
+    dec = _decoder(decode)
+    n = len(df)
+    nrows = max(1, math.ceil(n / steps_per_row))
+    fig = plt.figure(figsize=(steps_per_row * 0.78 + 1.5, nrows * (top * 0.42 + 1.1) + 0.8))
+    gs = fig.add_gridspec(2 * nrows, 2, height_ratios=[1, top * 0.42 / 0.9] * nrows, width_ratios=[40, 1],
+                          hspace=0.35, wspace=0.03, top=1 - 0.7 / (nrows * (top * 0.42 + 1.1) + 0.8), bottom=0.06)
+    cmap = plt.get_cmap("Greens")
+    if n == 0:
+        ax = fig.add_subplot(gs[:, 0])
+        _empty(ax, "empty trace")
+        return fig
+    ent_max = float(np.nanmax(df["entropy"])) if df["entropy"].notna().any() else 1.0
+    for r in range(nrows):
+        chunk = df.iloc[r * steps_per_row:(r + 1) * steps_per_row]
+        ax_e = fig.add_subplot(gs[2 * r, 0])
+        ax = fig.add_subplot(gs[2 * r + 1, 0], sharex=ax_e)
+        ax_e.plot(chunk["step"], chunk["entropy"], marker="o", ms=3, color="0.25")
+        ax_e.set_ylim(0, ent_max * 1.15 + 1e-6)
+        ax_e.set_ylabel("entropy\n(nats)", fontsize=7)
+        ax_e.tick_params(labelsize=6, labelbottom=False)
+        ax_e.grid(alpha=0.3)
+        for _, st in chunk.iterrows():
+            s = int(st["step"])
+            ids = list(st.get("topk_ids") or [])[:top]
+            ws = [float(w) for w in list(st.get("topk_weights") or [])[:top]]
+            order = np.argsort(ws)[::-1] if ws else []
+            amax = int(order[0]) if len(order) else -1
+            answer = st.get("phase") == "answer"
+            for rank, idx in enumerate(order):
+                w = ws[idx]
+                if w <= 0 and rank > 0:
+                    continue
+                ax.add_patch(Rectangle((s - 0.5, rank - 0.5), 1, 1, facecolor=cmap(w) if not answer else
+                                       (0.9, 0.9, 0.9), edgecolor="white", lw=0.5))
+                ax.text(s, rank - 0.08, _show(dec(ids[idx])), ha="center", va="center", fontsize=6,
+                        color="white" if w > 0.6 and not answer else "black")
+                ax.text(s, rank + 0.28, f"{w:.2f}", ha="center", va="center", fontsize=4.5, color="0.2")
+                if idx == amax:
+                    ax.add_patch(Rectangle((s - 0.48, rank - 0.48), 0.96, 0.96, fill=False, edgecolor="black",
+                                           lw=1.2))
+            if bool(st.get("cold_stop")):
+                ax.axvline(s + 0.5, color="red", lw=2)
+                ax.text(s + 0.5, -0.9, "Cold Stop", color="red", fontsize=7, ha="center", va="bottom")
+                ax_e.axvline(s + 0.5, color="red", lw=2)
+        ax.set_xlim(r * steps_per_row + 0.5, (r + 1) * steps_per_row + 0.5)
+        ax.set_xticks(range(r * steps_per_row + 1, (r + 1) * steps_per_row + 1))
+        ax.set_ylim(top - 0.5, -0.5)
+        ax.set_yticks(range(top))
+        ax.set_yticklabels([f"#{i + 1}" for i in range(top)], fontsize=6)
+        ax.set_ylabel("rank", fontsize=7)
+        ax.tick_params(axis="x", labelsize=6)
+        if r == nrows - 1:
+            ax.set_xlabel("generation step (THINK phase green; ANSWER phase grey; black box = argmax)")
+    cax = fig.add_subplot(gs[:, 1])
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=cmap), cax=cax, label="concept weight")
+    fig.suptitle(title, y=1 - 0.25 / (nrows * (top * 0.42 + 1.1) + 0.8))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# lengths and accuracy
+
+
+def length_distributions(samples: pd.DataFrame) -> plt.Figure:
+    """Per dataset: distribution of generated tokens per sample for each method (box + points), colour = method.
+
+    `samples`: columns model, method, dataset, num_tokens, optional correct."""
+    datasets = list(dict.fromkeys(samples["dataset"])) if len(samples) else []
+    ncols = min(4, max(1, len(datasets)))
+    nrows = max(1, math.ceil(len(datasets) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False,
+                             constrained_layout=True)
+    methods = [m for m in METHOD_ORDER if m in set(samples.get("method", []))] + sorted(
+        set(samples.get("method", [])) - set(METHOD_ORDER))
+    for ax, ds in zip(axes.flat, datasets):
+        sub = samples[samples.dataset == ds]
+        order = [m for m in methods if m in set(sub.method)]
+        sns.boxplot(data=sub, x="method", y="num_tokens", hue="method", order=order, hue_order=order,
+                    palette=palette_for(order), ax=ax, showfliers=False, legend=False, width=0.6)
+        sns.stripplot(data=sub, x="method", y="num_tokens", order=order, color="black", size=3, alpha=0.6, ax=ax,
+                      jitter=0.2)
+        ax.set_title(paper.DATASET_LABELS.get(ds, ds))
+        ax.set_xlabel("method")
+        ax.set_ylabel("generated tokens per sample")
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels([textwrap.fill(method_label(m), 12) for m in order], fontsize=7)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.axis("off")
+    if not datasets:
+        _empty(axes.flat[0])
+    fig.suptitle("Generation length distribution per method (all samples; thinking + answer tokens)")
+    return fig
+
+
+def acc_vs_length(summary: pd.DataFrame | None, length: str = "len_all") -> plt.Figure:
+    """Accuracy vs mean generation length per run, colour = method, marker = dataset, one panel per model."""
+    df = tables.normalize(summary)
+    models = list(dict.fromkeys(df.model)) or ["(none)"]
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.3), squeeze=False, constrained_layout=True)
+    methods = [m for m in METHOD_ORDER if m in set(df.method)] + sorted(set(df.method) - set(METHOD_ORDER))
+    for ax, model in zip(axes.flat, models):
+        sub = df[df.model == model]
+        if sub.empty:
+            _empty(ax)
+            continue
+        sns.scatterplot(data=sub, x=length, y="acc", hue="method", hue_order=methods, style="dataset",
+                        palette=palette_for(methods), s=70, ax=ax, legend=True)
+        ax.set_title(paper.MODEL_SHORT.get(model, model))
+        ax.set_xlabel(("Len-All" if length == "len_all" else "Len-Correct") + " (tokens, mean per item)")
+        ax.set_ylabel("pass@1 accuracy (%)")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+        leg = ax.get_legend()
+        if leg is not None:
+            for t in leg.get_texts():
+                t.set_text(method_label(t.get_text()) if t.get_text() in METHOD_PALETTE else
+                           paper.DATASET_LABELS.get(t.get_text(), t.get_text()))
+            leg.set_title(None)
+            for t in leg.get_texts():
+                t.set_fontsize(7)
+    fig.suptitle("Accuracy vs generation length per method (one point per run)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sweeps
+
+SWEEP_KEYS = {"max_topk": "think.max_topk", "threshold": "cold_stop.threshold", "length": "cold_stop.length",
+              "min_p": "think.min_p"}
+SWEEP_LABELS = {"think.max_topk": "max_topk K (concept width)", "cold_stop.threshold": "Cold Stop entropy threshold τ (nats)",
+                "cold_stop.length": "Cold Stop length L (steps)", "think.min_p": "min-p"}
+
+
+def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
+    """Heat maps of accuracy over max_topk × τ per dataset (top row), and accuracy vs L and vs min-p (bottom rows).
+
+    `sweep`: one row per run with columns dataset, acc (%), len_all, and the swept keys (`think.max_topk`,
+    `cold_stop.threshold`, `cold_stop.length`, `think.min_p`)."""
+    datasets = list(dict.fromkeys(sweep["dataset"])) if len(sweep) else []
+    nd = max(1, len(datasets))
+    fig, axes = plt.subplots(3, nd, figsize=(4.6 * nd, 11), squeeze=False, constrained_layout=True)
+    k, t, L, mp = (SWEEP_KEYS[x] for x in ("max_topk", "threshold", "length", "min_p"))
+    soft = METHOD_PALETTE["soft"]
+    for j, ds in enumerate(datasets):
+        sub = sweep[sweep.dataset == ds]
+        ax = axes[0, j]
+        if {k, t} <= set(sub.columns) and sub[[k, t]].notna().all(axis=None):
+            piv = sub.pivot_table(index=t, columns=k, values=value, aggfunc="mean").sort_index(ascending=False)
+            sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "pass@1 (%)"},
+                        vmin=0, vmax=max(1.0, float(np.nanmax(piv.to_numpy()))))
+            ax.set_xlabel(SWEEP_LABELS[k])
+            ax.set_ylabel(SWEEP_LABELS[t])
+        else:
+            _empty(ax, "no K × τ grid")
+        ax.set_title(f"{paper.DATASET_LABELS.get(ds, ds)}: pass@1 over K × τ")
+        for row, key in ((1, L), (2, mp)):
+            ax = axes[row, j]
+            if key in sub.columns and sub[key].nunique() > 1:
+                g = sub.groupby(key)[value].agg(["mean", "min", "max"]).reset_index()
+                ax.plot(g[key], g["mean"], marker="o", color=soft, label=f"{method_label('soft')} (mean over other keys)")
+                ax.fill_between(g[key], g["min"], g["max"], color=soft, alpha=0.2, label="min–max")
+                if key == L:
+                    ax.set_xscale("log", base=2)
+                ax.set_xlabel(SWEEP_LABELS[key])
+                ax.set_ylabel("pass@1 accuracy (%)")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+            else:
+                _empty(ax, f"{SWEEP_LABELS[key]}: not swept")
+            ax.set_title(f"{paper.DATASET_LABELS.get(ds, ds)}: pass@1 vs {SWEEP_LABELS[key].split(' (')[0]}")
+    if not datasets:
+        _empty(axes[0, 0], "no sweep runs")
+    fig.suptitle("Soft Thinking hyperparameter sweep")
+    return fig
+
+
+def synthetic_trace(steps: int = 40, k: int = 5, seed: int = 0, cold_stop_at: int | None = 30) -> dict[str, list]:
+    """A made-up trace in the engine's Trace.to_dict() shape (for tests and docs)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {"token": [], "phase": [], "entropy": [], "topk_ids": [], "topk_weights": [],
+                            "cold_stop": []}
+    for s in range(1, steps + 1):
+        answer = cold_stop_at is not None and s > cold_stop_at + 1
+        w = np.sort(rng.dirichlet(np.full(k, 0.3 + (s % 7) * 0.3)))[::-1]
+        if answer:
+            w = np.eye(k)[0]
+        ids = rng.choice(1000, size=k, replace=False)
+        out["token"].append(int(ids[0]))
+        out["phase"].append("answer" if answer else "think")
+        p = w[w > 0]
+        out["entropy"].append(float(-(p * np.log(p)).sum()))
+        out["topk_ids"].append([int(i) for i in ids])
+        out["topk_weights"].append([float(x) for x in w])
+        out["cold_stop"].append(cold_stop_at is not None and s == cold_stop_at)
+    return out
+
+
+def synthetic_sweep(datasets: Sequence[str] = ("aime2024", "math500"), seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ds in datasets:
+        for K in (5, 10, 15, 20, 30):
+            for tau in (0.01, 0.05, 0.1, 0.2):
+                for L in (128, 256, 512, 1024):
+                    for m in (0.0, 0.001, 0.005):
+                        rows.append({"dataset": ds, "think.max_topk": K, "cold_stop.threshold": tau,
+                                     "cold_stop.length": L, "think.min_p": m,
+                                     "acc": float(np.clip(70 + 5 * np.log(K) - 20 * tau + rng.normal(0, 2), 0, 100)),
+                                     "len_all": 10000 - 3 * L + rng.normal(0, 200)})
+    return pd.DataFrame(rows)
