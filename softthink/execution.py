@@ -305,7 +305,7 @@ def _launcher_script(info: SandboxInfo, *, uid: int | None, memory_mb: int, cpu_
         for d in _TMPFS_DIRS:
             if os.path.isdir(d):
                 lines.append(f"{t['mount']} -t tmpfs -o mode=1777,size=16m tmpfs {d} || fail 'tmpfs {d}'")
-    cmd = [t["prlimit"], f"--as={memory_mb << 20}", f"--cpu={cpu_seconds}", f"--fsize={FSIZE_BYTES}",
+    cmd = [t["prlimit"], f"--as={memory_mb << 20}", f"--cpu={cpu_seconds}:{cpu_seconds + 1}", f"--fsize={FSIZE_BYTES}",
            f"--nproc={nproc}", f"--nofile={NOFILE_LIMIT}", "--core=0", "--"]
     if uid is not None:
         cmd += [t["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
