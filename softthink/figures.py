@@ -313,17 +313,18 @@ def acc_vs_length(summary: pd.DataFrame | None, length: str = "len_all") -> plt.
 # --------------------------------------------------------------------------------------------------------------
 # sweeps
 
-SWEEP_KEYS = {"max_topk": "think.max_topk", "threshold": "cold_stop.threshold", "length": "cold_stop.length",
-              "min_p": "think.min_p"}
-SWEEP_LABELS = {"think.max_topk": "max_topk K (concept width)", "cold_stop.threshold": "Cold Stop entropy threshold τ (nats)",
-                "cold_stop.length": "Cold Stop length L (steps)", "think.min_p": "min-p"}
+SWEEP_KEYS = {"max_topk": "max_topk", "threshold": "cold_stop_tau", "length": "cold_stop_L", "min_p": "min_p"}
+SWEEP_LABELS = {"max_topk": "max_topk K (concept width)", "cold_stop_tau": "Cold Stop entropy threshold τ (nats)",
+                "cold_stop_L": "Cold Stop length L (steps)", "min_p": "min-p"}
 
 
 def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
     """Heat maps of accuracy over max_topk × τ per dataset (top row), and accuracy vs L and vs min-p (bottom rows).
 
-    `sweep`: one row per run with columns dataset, acc (%), len_all, and the swept keys (`think.max_topk`,
-    `cold_stop.threshold`, `cold_stop.length`, `think.min_p`)."""
+    `sweep`: one row per run (`runs.summarize_runs` columns): dataset, pass@1 (%) or acc, and the swept keys
+    `max_topk`, `cold_stop_tau`, `cold_stop_L`, `min_p`."""
+    if value not in sweep.columns and "pass@1" in sweep.columns:
+        sweep = sweep.assign(**{value: sweep["pass@1"]})
     datasets = list(dict.fromkeys(sweep["dataset"])) if len(sweep) else []
     nd = max(1, len(datasets))
     fig, axes = plt.subplots(3, nd, figsize=(4.6 * nd, 11), squeeze=False, constrained_layout=True)
@@ -362,6 +363,70 @@ def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
     return fig
 
 
+# --------------------------------------------------------------------------------------------------------------
+# reading cached runs
+
+
+def samples_frame(run_dirs: Iterable[str]) -> pd.DataFrame:
+    """One row per generated sample of the given runs: run, model, dataset, method, num_tokens, finish_reason,
+    correct (from the run's first grades file, when graded)."""
+    from softthink import runs
+
+    rows = []
+    for d in run_dirs:
+        try:
+            rd = runs.RunDir.open(d)
+        except (FileNotFoundError, ValueError, KeyError):
+            continue
+        gen = rd.key.get("generation", {})
+        method = tables.row_key(gen.get("method", "?"), (gen.get("cold_stop") or {}).get("threshold"))
+        grades = next(iter(runs.load_grades(rd).values()), [])
+        ok = {(g["item_index"], g["sample_index"]): g.get("correct") for g in grades}
+        for s in rd.samples():
+            rows.append({"run": rd.path.name, "model": tables.model_display_name(rd.spec.model if rd.spec else "?"),
+                         "dataset": rd.spec.dataset if rd.spec else "?", "method": method,
+                         "num_tokens": s.get("num_tokens"), "finish_reason": s.get("finish_reason"),
+                         "correct": ok.get((s.get("item_index"), s.get("sample_index")))})
+    return pd.DataFrame(rows, columns=["run", "model", "dataset", "method", "num_tokens", "finish_reason", "correct"])
+
+
+def find_trace(run_dirs: Sequence[str], prefer: str | None = None) -> tuple[Any, Any, str | None]:
+    """(trace dict, decode callable, label) of the first stored trace: of `prefer` if given, else of the first
+    soft-thinking run that has traces (GPQA runs are skipped: their tokens are GPQA text). Decoding uses the run's
+    tokenizer when it loads without a network; otherwise token ids are shown."""
+    import gzip
+    import json
+
+    from softthink import runs
+
+    cands = [prefer] if prefer else list(run_dirs)
+    for d in cands:
+        p = Path(d)
+        tdir = p / runs.TRACES_DIR
+        if not tdir.is_dir():
+            continue
+        try:
+            rd = runs.RunDir.open(p)
+        except FileNotFoundError:
+            continue
+        if rd.spec is None or rd.spec.dataset == "gpqa_diamond":
+            continue
+        if not prefer and not (rd.key.get("generation", {}).get("method") in ("soft", "avg_embedding", "moi",
+                                                                               "thinkrouter", "swir")):
+            continue
+        files = sorted(tdir.glob("*.json.gz"))
+        if not files:
+            continue
+        trace = json.loads(gzip.decompress(files[0].read_bytes()))
+        decode = None
+        try:
+            decode = runs.load_tokenizer(rd.spec.model)
+        except Exception:  # noqa: BLE001 - ids instead of strings
+            decode = None
+        return trace, decode, f"{p.name}/{files[0].name.split('.')[0]}"
+    return None, None, None
+
+
 def synthetic_trace(steps: int = 40, k: int = 5, seed: int = 0, cold_stop_at: int | None = 30) -> dict[str, list]:
     """A made-up trace in the engine's Trace.to_dict() shape (for tests and docs)."""
     rng = np.random.default_rng(seed)
@@ -391,8 +456,8 @@ def synthetic_sweep(datasets: Sequence[str] = ("aime2024", "math500"), seed: int
             for tau in (0.01, 0.05, 0.1, 0.2):
                 for L in (128, 256, 512, 1024):
                     for m in (0.0, 0.001, 0.005):
-                        rows.append({"dataset": ds, "think.max_topk": K, "cold_stop.threshold": tau,
-                                     "cold_stop.length": L, "think.min_p": m,
+                        rows.append({"dataset": ds, "max_topk": K, "cold_stop_tau": tau,
+                                     "cold_stop_L": L, "min_p": m,
                                      "acc": float(np.clip(70 + 5 * np.log(K) - 20 * tau + rng.normal(0, 2), 0, 100)),
                                      "len_all": 10000 - 3 * L + rng.normal(0, 200)})
     return pd.DataFrame(rows)

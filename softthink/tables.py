@@ -58,42 +58,72 @@ def _first(df: pd.DataFrame, names: Iterable[str]) -> pd.Series | None:
     return None
 
 
-def normalize(summary: pd.DataFrame | None) -> pd.DataFrame:
-    """Map a `runs.summarize_runs` frame (or an already normal one) to NORMAL_COLUMNS. Accuracy becomes %."""
+SETTING_COLUMNS = ["preset", "T", "top_p", "top_k", "min_p", "max_topk", "max_new_tokens", "cold_stop_tau",
+                   "cold_stop_L", "answer_mode", "noise", "seed", "engine"]
+
+
+def _auto_variant(df: pd.DataFrame, out: pd.DataFrame) -> pd.Series:
+    """Label runs of one (model, method) row that differ in settings: "max_topk=15, preset=corrected"."""
+    variant = pd.Series([""] * len(df), index=df.index, dtype=object)
+    cols = [c for c in SETTING_COLUMNS if c in df.columns]
+    for _, idx in out.groupby(["model", "method"]).groups.items():
+        sub = df.loc[idx, cols]
+        multi = [c for c in cols if sub[c].astype(str).nunique() > 1]
+        if not multi:
+            continue
+        # several settings per dataset (e.g. tuned per benchmark) only split rows when a dataset has several runs
+        ds = out.loc[idx, "dataset"]
+        if not ds.duplicated().any():
+            continue
+        for i in idx:
+            variant[i] = ", ".join(f"{c}={df.at[i, c]}" for c in multi)
+    return variant
+
+
+def normalize(summary: pd.DataFrame | None, grader: str | None = "suite") -> pd.DataFrame:
+    """Map a `runs.summarize_runs` frame (or an already normal one) to NORMAL_COLUMNS (accuracy in %).
+
+    `grader`: keep rows of this grader mode (grades label ending in "-<mode>") when a run has several; None keeps all.
+    """
     if summary is None or len(summary) == 0:
         return pd.DataFrame(columns=NORMAL_COLUMNS)
-    df = summary.copy()
+    df = summary.copy().reset_index(drop=True)
+    if grader and "grader" in df.columns and "run" in df.columns:
+        g = df["grader"].astype(str)
+        pref = g.str.endswith(f"-{grader}")
+        keep = pref | ~df["run"].isin(df.loc[pref, "run"])
+        df = df[keep & df["grader"].notna()] if df["grader"].notna().any() else df
+        df = df.reset_index(drop=True)
+    if "pass@1" not in df.columns and "acc" not in df.columns:
+        return pd.DataFrame(columns=NORMAL_COLUMNS)
     out = pd.DataFrame(index=df.index)
     out["model"] = _first(df, ["model_name", "model"]).map(model_display_name)
     row = _first(df, ["row", "table_row"])
     method = _first(df, ["method", "generation.method"])
-    thr = _first(df, ["cold_stop.threshold", "cold_stop_threshold", "generation.cold_stop.threshold"])
+    thr = _first(df, ["cold_stop_tau", "cold_stop.threshold", "cold_stop_threshold"])
+    thr_list = list(thr) if thr is not None else [None] * len(df)
     if row is not None:
-        out["method"] = [r if isinstance(r, str) and r else row_key(m, t) for r, m, t in
-                         zip(row, method if method is not None else row, thr if thr is not None else [None] * len(df))]
+        out["method"] = [r if isinstance(r, str) and r else row_key(m, t) for r, m, t in zip(row, method, thr_list)]
     else:
-        out["method"] = [row_key(m, t) for m, t in zip(method, thr if thr is not None else [None] * len(df))]
-    v = _first(df, ["variant", "label"])
-    out["variant"] = v.fillna("").astype(str) if v is not None else ""
+        out["method"] = [row_key(m, t) for m, t in zip(method, thr_list)]
     out["dataset"] = _first(df, ["dataset"])
-    if "acc" in df.columns:
-        out["acc"] = df["acc"].astype(float)
-        out["acc_std"] = df["acc_std"].astype(float) if "acc_std" in df.columns else np.nan
-    else:
-        p = _first(df, ["pass@1", "pass_at_1"])
-        out["acc"] = 100.0 * p.astype(float)
-        s = _first(df, ["pass@1_std"])
-        out["acc_std"] = 100.0 * s.astype(float) if s is not None else np.nan
+    v = _first(df, ["variant", "label"])
+    out["variant"] = v.fillna("").astype(str) if v is not None else _auto_variant(df, out)
+    acc = _first(df, ["acc", "pass@1", "pass_at_1"])  # runs.summarize_runs reports pass@1 in %
+    out["acc"] = acc.astype(float)
+    s = _first(df, ["acc_std", "pass@1_std"])
+    out["acc_std"] = s.astype(float) if s is not None else np.nan
     for col in ["len_correct", "len_all"]:
         out[col] = df[col].astype(float) if col in df.columns else np.nan
-    n = _first(df, ["n", "n_samples_per_item", "n_min"])
+    n = _first(df, ["n", "n_min"])
     out["n"] = n if n is not None else np.nan
-    ni = _first(df, ["n_items"])
+    ni = _first(df, ["n_items", "items"])
     out["n_items"] = ni if ni is not None else np.nan
-    for col, names in {"run_dir": ["run_dir", "dir", "path"], "grader_mode": ["grader_mode", "grader"],
+    for col, names in {"run_dir": ["run_dir", "run", "dir", "path"], "grader_mode": ["grader_mode", "grader"],
                        "aime2024_key": ["aime2024_key"]}.items():
         s = _first(df, names)
         out[col] = s.astype(str) if s is not None else ""
+    out = out[out["acc"].notna()]
     return out.reset_index(drop=True)[NORMAL_COLUMNS]
 
 
@@ -357,22 +387,22 @@ def synthetic_summary(models: list[str] | None = None, seed: int = 0, n_items: i
                 continue
             if name not in paper.MODELS and c.model != paper.MODELS[0]:
                 continue
-            acc = float(np.clip(c.acc / 100 + rng.normal(0, 0.03), 0, 1))
-            rows.append({"model": model, "method": c.method, "dataset": c.dataset, "pass@1": acc,
-                         "pass@1_std": 0.05, "len_correct": c.len_correct * (1 + rng.normal(0, 0.05)),
-                         "len_all": c.len_correct * 1.2, "n": c.n_samples, "n_items": n_items,
-                         "cold_stop.threshold": 0.01 if c.method == "soft" else 0.0,
-                         "run_dir": f"runs/synthetic-{name}-{c.method}-{c.dataset}"})
+            acc = float(np.clip(c.acc + rng.normal(0, 3), 0, 100))
+            rows.append({"run": f"synthetic-{name}-{c.method}-{c.dataset}", "model": model, "dataset": c.dataset,
+                         "method": c.method, "cold_stop_tau": 0.01 if c.method == "soft" else 0.0,
+                         "grader": "v1-suite", "items": n_items, "n": c.n_samples, "pass@1": acc,
+                         "pass@1_std": 5.0, "len_correct": c.len_correct * (1 + rng.normal(0, 0.05)),
+                         "len_all": c.len_correct * 1.2})
         if include_ablation:
             for _, c in cells[cells.table == "table3"].iterrows():
                 if c.method == "soft":
                     continue
-                acc = float(np.clip(c.acc / 100 + rng.normal(0, 0.03), 0, 1))
+                acc = float(np.clip(c.acc + rng.normal(0, 3), 0, 100))
                 m = "soft" if c.method == "soft_no_cold_stop" else c.method
-                rows.append({"model": model, "method": m, "dataset": c.dataset, "pass@1": acc,
-                             "pass@1_std": 0.05, "len_correct": (c.len_correct if pd.notna(c.len_correct) else np.nan),
-                             "len_all": c.len_all, "n": 1, "n_items": n_items,
-                             "cold_stop.threshold": 0.0, "run_dir": f"runs/synthetic-{name}-{c.method}-{c.dataset}"})
+                rows.append({"run": f"synthetic-{name}-{c.method}-{c.dataset}", "model": model,
+                             "dataset": c.dataset, "method": m, "cold_stop_tau": 0.0, "grader": "v1-suite",
+                             "items": n_items, "n": 1, "pass@1": acc, "pass@1_std": 5.0,
+                             "len_correct": c.len_correct, "len_all": c.len_all})
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,58 @@
+# %% [markdown]
+# # Grade — run directories → grades and summaries
+#
+# Runs in a fresh kernel, separate from generation; each run is graded by `softthink.runs.grade_run`, which spawns
+# its own `python -m softthink grade RUN_DIR` process (math-verify in a killable pool, code in the sandbox). Runs whose
+# grades are newer than their samples are skipped unless `force`. A run that fails to grade is reported and the others
+# continue; the notebook fails at the end if any did.
+
+# %% tags=["parameters"]
+run_dirs: list = []  # run directories to grade (empty: those of the manifest, else every run under runs_dir)
+runs_dir: str = "runs"  # root of the run directories
+manifest: str = ""  # build/<profile>/manifest.json naming the runs of a profile
+sidecar: str = "build/sidecars/grade.json"  # JSON sidecar written at the end
+mode: str = ""  # grader mode: suite | official ("" = each run spec's own)
+force: bool = False  # regrade runs whose grades are up to date
+
+# %%
+from softthink.profiles import notebook_params
+
+P = notebook_params("grade", globals())
+P.to_dict()
+
+# %%
+import time
+
+import pandas as pd
+
+from softthink import profiles, report, runs
+
+dirs = P.run_dirs or profiles.manifest_runs(P.manifest or None, P.runs_dir)
+status = []
+for d in dirs:
+    t0 = time.time()
+    if not P.force and profiles.grades_current(d, P.mode or None):
+        status.append({"run": d, "status": "cached", "seconds": 0.0, "error": ""})
+        continue
+    try:
+        runs.grade_run(d, mode=P.mode or None)
+        status.append({"run": d, "status": "ok", "seconds": round(time.time() - t0, 1), "error": ""})
+    except Exception as e:  # noqa: BLE001 - reported, the other runs continue
+        status.append({"run": d, "status": "failed", "seconds": round(time.time() - t0, 1), "error": f"{type(e).__name__}: {e}"})
+pd.DataFrame(status)
+
+# %%
+graded = profiles.graded_runs(dirs)
+summary = runs.summarize_runs(graded) if graded else pd.DataFrame()
+cols = [c for c in runs.TABLE_COLUMNS + ["dataset", "method"] if c in summary.columns]
+summary[cols] if len(summary) else "no graded runs"
+
+# %%
+failed = [s for s in status if s["status"] == "failed"]
+metrics = {"graded": sum(s["status"] == "ok" for s in status), "cached": sum(s["status"] == "cached" for s in status),
+           "failed": failed,
+           "pass@1": {r["run"]: r["pass@1"] for r in summary.to_dict("records")} if "pass@1" in summary else {}}
+report.write_sidecar(P.sidecar, "grade", P, metrics=metrics, inputs=dirs)
+if failed:
+    raise RuntimeError(f"{len(failed)} run(s) failed to grade: " + "; ".join(f"{f['run']}: {f['error']}" for f in failed))
+metrics
