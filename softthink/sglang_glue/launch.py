@@ -1,0 +1,424 @@
+"""Launch SGLang with the soft-thinking plugin: `SGLangEngine` (offline, `sgl.Engine`), server command lines,
+refusals of unsupported modes, and the CLI commands `sglang-serve` / `sglang-check`.
+
+Imports without SGLang (and without CUDA): everything SGLang-specific is imported inside functions, and a missing
+piece raises one `SGLangUnavailable` error saying what to install or which engine to use.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, SUPPORTED_SGLANG
+
+INSTALL_HINT = (
+    "pip install 'softthink[sglang]' (pins sglang==" + SUPPORTED_SGLANG + "; needs Linux x86_64/aarch64, Python 3.11+"
+    " and an NVIDIA GPU with CUDA 13 drivers), or run the transformers engine instead (--engine hf / HFEngine)"
+)
+
+
+class SGLangUnavailable(RuntimeError):
+    """SGLang (or CUDA) is missing: the message says what to install or which engine to use."""
+
+
+class UnsupportedMode(ValueError):
+    """A server mode the plugin refuses (SGLANG.md §9)."""
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def require_sglang(need_cuda: bool = True):
+    """Import SGLang and check the version and CUDA. Raises `SGLangUnavailable` with one clear message."""
+    try:
+        import sglang  # noqa: F401
+    except ImportError as e:
+        raise SGLangUnavailable(f"the sglang engine needs SGLang, which is not installed ({e}). {INSTALL_HINT}") from e
+    version = getattr(sglang, "__version__", "?")
+    if version != SUPPORTED_SGLANG:
+        import warnings
+
+        warnings.warn(f"softthink is pinned to sglang=={SUPPORTED_SGLANG}; found {version} (Driver A supports "
+                      "0.5.10-0.5.23, Driver B 0.5.16-0.5.23)", stacklevel=2)
+    if need_cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SGLangUnavailable(
+                "the sglang engine needs an NVIDIA GPU with CUDA (SGLang cannot run a forward pass on CPU); "
+                "use the transformers engine (--engine hf / HFEngine) on this machine")
+    return sglang
+
+
+def _get(args, name, default=None):
+    if isinstance(args, dict):
+        return args.get(name, default)
+    return getattr(args, name, default)
+
+
+def check_server_args(args) -> List[str]:
+    """Refuse the modes the plugin does not support; returns warnings for untested ones.
+    `args` is a `ServerArgs` or a dict of its fields."""
+    version = SUPPORTED_SGLANG
+    refusals = []
+    if int(_get(args, "pp_size", 1) or 1) > 1:
+        refusals.append("pipeline parallelism (pp_size > 1)")
+    if _get(args, "speculative_algorithm", None):
+        refusals.append(f"speculative decoding (speculative_algorithm={_get(args, 'speculative_algorithm')})")
+    if _get(args, "enable_mixed_chunk", False):
+        refusals.append("mixed chunked prefill (enable_mixed_chunk)")
+    if _get(args, "enable_dp_attention", False) or int(_get(args, "attn_dp_size", 1) or 1) > 1:
+        refusals.append("DP attention (enable_dp_attention / attn_dp_size > 1)")
+    if _get(args, "enable_split_prefill", False):
+        refusals.append("split prefill")
+    if refusals:
+        raise UnsupportedMode(
+            "softthink (SGLang " + version + " plugin) refuses to start with: " + "; ".join(refusals) +
+            ". Supported: TP (--tp-size), DP replicas (--dp-size), CUDA graphs, the overlap scheduler.")
+    warnings = []
+    if _get(args, "enable_lora", False) or _get(args, "lora_paths", None):
+        warnings.append("LoRA is untested with soft thinking")
+    if int(_get(args, "num_continuous_decode_steps", 1) or 1) > 1:
+        warnings.append("num_continuous_decode_steps > 1 is untested with soft thinking")
+    return warnings
+
+
+# ----------------------------------------------------------------------------------------------- options
+@dataclass
+class LaunchOptions:
+    """What the launchers need; field names follow SGLang's ServerArgs where they exist."""
+
+    model_path: str
+    tokenizer_path: Optional[str] = None
+    driver: str = "A"  # A: custom logit processor; B: entry-point AROUND hook on ModelRunner.sample
+    tp_size: int = 1
+    dp_size: int = 1
+    num_gpus: Optional[int] = None  # tp_size * dp_size when None
+    mem_fraction_static: Optional[float] = None
+    max_running_requests: Optional[int] = None
+    cuda_graph_bs: Optional[List[int]] = None  # -> cuda_graph_bs_decode
+    cuda_graph_max_bs: Optional[int] = None
+    disable_radix_cache: bool = True
+    disable_cuda_graph: bool = False
+    disable_overlap_schedule: bool = False
+    random_seed: int = 0
+    deterministic: bool = False  # --enable-deterministic-inference (parity runs)
+    kmax: int = 30  # static concept width (SOFTTHINK_SGLANG_KMAX)
+    max_rows: Optional[int] = None  # state-table rows (SOFTTHINK_SGLANG_MAX_ROWS)
+    mix_dtype: str = "model"
+    host: str = "127.0.0.1"
+    port: int = 30000
+    nnodes: int = 1
+    node_rank: int = 0
+    dist_init_addr: Optional[str] = None
+    dtype: Optional[str] = None
+    context_length: Optional[int] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.driver = self.driver.upper()
+        if self.driver not in ("A", "B"):
+            raise ValueError("driver must be 'A' (custom logit processor) or 'B' (sample hook)")
+        if self.num_gpus is not None:  # GPUs per node: DP replicas fill what TP leaves
+            if self.num_gpus % self.tp_size:
+                raise ValueError(f"num_gpus={self.num_gpus} is not a multiple of tp_size={self.tp_size}")
+            self.dp_size = max(1, self.num_gpus // self.tp_size)
+        check_server_args(self.server_kwargs())
+
+    def env(self) -> Dict[str, str]:
+        env = {"SOFTTHINK_SGLANG_KMAX": str(self.kmax), "SOFTTHINK_SGLANG_MIX_DTYPE": self.mix_dtype}
+        if self.max_rows:
+            env["SOFTTHINK_SGLANG_MAX_ROWS"] = str(self.max_rows)
+        if self.driver == "A":
+            env["SGLANG_EXTERNAL_MODEL_PACKAGE"] = EXTERNAL_MODEL_PACKAGE
+        else:
+            env["SOFTTHINK_SGLANG_DRIVER"] = "B"
+            env["SGLANG_EXTERNAL_MODEL_PACKAGE"] = EXTERNAL_MODEL_PACKAGE  # classes also via the registry scan
+        return env
+
+    def server_kwargs(self) -> Dict[str, Any]:
+        kw: Dict[str, Any] = {
+            "model_path": self.model_path,
+            "tp_size": self.tp_size,
+            "dp_size": self.dp_size,
+            "random_seed": self.random_seed,
+            "disable_radix_cache": self.disable_radix_cache,
+        }
+        if self.tokenizer_path:
+            kw["tokenizer_path"] = self.tokenizer_path
+        if self.driver == "A":
+            kw["enable_custom_logit_processor"] = True
+        for name in ("mem_fraction_static", "max_running_requests", "dtype", "context_length", "dist_init_addr"):
+            v = getattr(self, name)
+            if v is not None:
+                kw[name] = v
+        if self.cuda_graph_bs:
+            kw["cuda_graph_bs_decode"] = list(self.cuda_graph_bs)
+        if self.cuda_graph_max_bs:
+            kw["cuda_graph_max_bs_decode"] = self.cuda_graph_max_bs
+        if self.disable_cuda_graph:
+            kw["disable_cuda_graph"] = True
+        if self.disable_overlap_schedule:
+            kw["disable_overlap_schedule"] = True
+        if self.deterministic:
+            kw["enable_deterministic_inference"] = True
+        if self.nnodes > 1:
+            kw["nnodes"] = self.nnodes
+            kw["node_rank"] = self.node_rank
+        kw.update(self.extra)
+        return kw
+
+    def server_command(self) -> List[str]:
+        """`python -m sglang.launch_server ...` for these options (env from `env()`)."""
+        cmd = [sys.executable, "-m", "sglang.launch_server", "--host", self.host, "--port", str(self.port)]
+        for k, v in self.server_kwargs().items():
+            if k == "disable_cuda_graph":  # no CLI flag in 0.5.23
+                cmd += ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]
+                continue
+            flag = "--" + k.replace("_", "-")
+            if isinstance(v, bool):
+                if v:
+                    cmd.append(flag)
+            elif isinstance(v, (list, tuple)):
+                cmd += [flag, *map(str, v)]
+            else:
+                cmd += [flag, str(v)]
+        return cmd
+
+
+# ----------------------------------------------------------------------------------------------- engine
+def _finish_reason(meta: dict, eos_ids: Sequence[int]) -> str:
+    fr = meta.get("finish_reason") or {}
+    kind = fr.get("type") if isinstance(fr, dict) else str(fr)
+    if kind == "length":
+        return "length"
+    if kind == "abort":
+        return "abort"
+    matched = fr.get("matched") if isinstance(fr, dict) else None
+    if isinstance(matched, int) and matched in set(eos_ids):
+        return "eos"
+    return "stop"
+
+
+def think_stats(token_ids: Sequence[int], marker: Sequence[int], soft: bool):
+    """(think_end_step, num_thinking_tokens) from the recorded ids: THINK lasts until the marker's last id."""
+    m = len(marker)
+    if not soft or m == 0:
+        return None, 0
+    ids = list(token_ids)
+    for j in range(m - 1, len(ids)):
+        if tuple(ids[j - m + 1:j + 1]) == tuple(marker):
+            return j + 1, j + 1
+    return None, len(ids)
+
+
+class SGLangEngine:
+    """Soft Thinking on SGLang behind the `GenerationConfig` / `Generation` API of `HFEngine`.
+
+    >>> eng = SGLangEngine("Qwen/QwQ-32B", tp_size=8)               # doctest: +SKIP
+    >>> gens = eng.generate(["<rendered prompt>"], GenerationConfig.from_dict({"method": "soft"}))  # doctest: +SKIP
+    """
+
+    def __init__(self, model_path: str, tokenizer=None, **options):
+        require_sglang(need_cuda=True)
+        self.options = LaunchOptions(model_path=model_path, **options)
+        os.environ.update(self.options.env())  # inherited by the spawned scheduler processes
+        if self.options.driver == "B":
+            from softthink.sglang_glue.plugin import register
+
+            register(force="B")  # this process (the schedulers run it through the entry point)
+        import sglang as sgl
+
+        self._engine = sgl.Engine(**self.options.server_kwargs())
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.options.tokenizer_path or model_path)
+        self.tokenizer = tokenizer
+        self.retractions = 0
+
+    # -- request building ------------------------------------------------------------------------------------
+    def marker_ids(self, cfg) -> List[int]:
+        ids = self.tokenizer.encode(cfg.think.end_str, add_special_tokens=False)
+        if not ids:
+            raise ValueError(f"think.end_str {cfg.think.end_str!r} encodes to no ids")
+        return list(ids)
+
+    def eos_ids(self) -> List[int]:
+        eos = self.tokenizer.eos_token_id
+        return [eos] if isinstance(eos, int) else list(eos or [])
+
+    def request(self, cfg, uid: int) -> Dict[str, Any]:
+        return build_request(cfg, self.marker_ids(cfg), self.eos_ids(), uid, driver=self.options.driver)
+
+    # -- generation ------------------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence, config, sample_uids: Optional[Sequence[int]] = None) -> list:
+        from softthink.engine import Generation
+
+        uids = list(sample_uids) if sample_uids is not None else list(range(len(prompts)))
+        input_ids = [self.tokenizer.encode(p, add_special_tokens=False) if isinstance(p, str) else list(p)
+                     for p in prompts]
+        reqs = [self.request(config, u) for u in uids]
+        t0 = time.time()
+        kwargs: Dict[str, Any] = {"input_ids": input_ids, "sampling_params": [r["sampling_params"] for r in reqs]}
+        if reqs and reqs[0].get("custom_logit_processor"):
+            kwargs["custom_logit_processor"] = [r["custom_logit_processor"] for r in reqs]
+        salts = [r.get("cache_salt") for r in reqs]
+        if any(salts):
+            kwargs["cache_salt"] = salts
+        outs = self._engine.generate(**kwargs)
+        wall = time.time() - t0
+        marker = self.marker_ids(config)
+        gens = []
+        for prompt_ids, uid, o in zip(input_ids, uids, outs):
+            meta = o.get("meta_info", {})
+            ids = list(o.get("output_ids") or meta.get("output_ids") or [])
+            end_step, n_think = think_stats(ids, marker, config.is_soft)
+            gens.append(Generation(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                token_ids=ids,
+                finish_reason=_finish_reason(meta, self.eos_ids()),
+                think_end_reason=("marker" if end_step is not None else None) if config.is_soft else None,
+                num_tokens=len(ids),
+                num_thinking_tokens=n_think,
+                num_answer_tokens=len(ids) - n_think,
+                think_end_step=end_step,
+                wall_time=wall,
+                prompt_tokens=len(prompt_ids),
+                sample_uid=uid,
+                trace=None,
+            ))
+        return gens
+
+    def shutdown(self):
+        eng = getattr(self, "_engine", None)
+        if eng is not None:
+            eng.shutdown()
+            self._engine = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+def build_request(cfg, marker_ids: Sequence[int], eos_ids: Sequence[int], uid: int, driver: str = "A",
+                  answer: str = "driver") -> Dict[str, Any]:
+    """One request's `sampling_params` (+ `custom_logit_processor`, `cache_salt`) for `cfg`.
+
+    Native sampling parameters = the ANSWER-phase parameters (discrete methods: the thinking ones); soft-thinking
+    parameters ride in `custom_params`. Usable for `Engine.generate`, `/generate` and OpenAI `extra_body`."""
+    from softthink.sglang_glue.driver import check_config, soft_custom_params, uses_driver
+
+    check_config(cfg)
+    t, a = cfg.think, cfg.answer
+    if cfg.is_soft:
+        if a.mode == "greedy_argmax":
+            temp, top_k, top_p, min_p = 0.0, a.top_k, a.top_p, a.min_p
+        else:
+            temp = (t.temperature if a.temperature_source == "thinking" and a.temperature >= 1e-6 else a.temperature)
+            top_k, top_p, min_p = a.top_k, a.top_p, a.min_p
+    else:
+        temp = 0.0 if cfg.greedy else t.temperature
+        top_k, top_p, min_p = t.top_k, t.top_p, t.min_p
+    sp: Dict[str, Any] = {
+        "max_new_tokens": cfg.max_new_tokens, "temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+        "skip_special_tokens": False,
+    }
+    if cfg.stop:
+        sp["stop"] = list(cfg.stop)
+    req: Dict[str, Any] = {"sampling_params": sp}
+    if uses_driver(cfg):
+        sp["custom_params"] = soft_custom_params(cfg, marker_ids, list(eos_ids), uid, answer=answer)
+        if driver.upper() == "A":
+            from softthink.sglang_glue.processor import processor_str
+
+            req["custom_logit_processor"] = processor_str()
+        if cfg.engine.prefix_cache_for_soft == "isolate":
+            import hashlib
+
+            h = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+            req["cache_salt"] = f"softthink-{h}-{uid}"
+    return req
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _options_from_args(a) -> LaunchOptions:
+    extra = json.loads(a.extra) if a.extra else {}
+    return LaunchOptions(
+        model_path=a.model, driver=a.driver, tp_size=a.tp_size, dp_size=a.dp_size, num_gpus=a.num_gpus,
+        mem_fraction_static=a.mem_fraction_static, max_running_requests=a.max_running_requests,
+        cuda_graph_bs=a.cuda_graph_bs, cuda_graph_max_bs=a.cuda_graph_max_bs,
+        disable_radix_cache=not a.enable_radix_cache, disable_cuda_graph=a.disable_cuda_graph,
+        disable_overlap_schedule=a.disable_overlap_schedule, random_seed=a.seed, deterministic=a.deterministic,
+        kmax=a.kmax, max_rows=a.max_rows, host=a.host, port=a.port, nnodes=a.nnodes, node_rank=a.node_rank,
+        dist_init_addr=a.dist_init_addr, extra=extra)
+
+
+def cmd_serve(a) -> int:
+    opts = _options_from_args(a)
+    cmd = opts.server_command()
+    env_s = " ".join(f"{k}={shlex.quote(v)}" for k, v in opts.env().items())
+    print(f"{env_s} {shlex.join(cmd)}", flush=True)
+    if a.dry_run:
+        return 0
+    require_sglang(need_cuda=True)
+    env = dict(os.environ, **opts.env())
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_check(a) -> int:
+    """Report what this machine can do with the sglang engine."""
+    try:
+        sgl = require_sglang(need_cuda=False)
+        print(f"sglang {sgl.__version__} importable")
+    except SGLangUnavailable as e:
+        print(str(e))
+        return 1
+    import torch
+
+    print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    from softthink.sglang_glue.models import soft_classes
+
+    print("soft classes:", [c.__name__ for c in soft_classes()])
+    return 0 if torch.cuda.is_available() else 2
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("sglang-serve", help="launch an SGLang server with the soft-thinking plugin")
+    p.add_argument("--model", required=True, help="checkpoint path or HF id (Qwen2/Qwen3/Llama architectures)")
+    p.add_argument("--driver", default="A", choices=["A", "B", "a", "b"])
+    p.add_argument("--tp-size", type=int, default=1)
+    p.add_argument("--dp-size", type=int, default=1)
+    p.add_argument("--num-gpus", type=int, default=None, help="total GPUs on this node (dp = num_gpus / tp)")
+    p.add_argument("--mem-fraction-static", type=float, default=None)
+    p.add_argument("--max-running-requests", type=int, default=None)
+    p.add_argument("--cuda-graph-bs", type=int, nargs="+", default=None, help="decode CUDA-graph batch sizes")
+    p.add_argument("--cuda-graph-max-bs", type=int, default=None)
+    p.add_argument("--enable-radix-cache", action="store_true", help="keep the prefix cache (soft requests salted)")
+    p.add_argument("--disable-cuda-graph", action="store_true")
+    p.add_argument("--disable-overlap-schedule", action="store_true")
+    p.add_argument("--deterministic", action="store_true", help="--enable-deterministic-inference (parity runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kmax", type=int, default=30, help="static concept width (max think.max_topk)")
+    p.add_argument("--max-rows", type=int, default=None, help="state-table rows (default 65536)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=30000)
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--dist-init-addr", default=None)
+    p.add_argument("--extra", default=None, help="JSON dict of further ServerArgs fields")
+    p.add_argument("--dry-run", action="store_true", help="print the command and exit")
+    p.set_defaults(func=cmd_serve)
+    c = subparsers.add_parser("sglang-check", help="is SGLang + CUDA usable here for the sglang engine?")
+    c.set_defaults(func=cmd_check)
+
+
+__all__ = ["SGLangEngine", "LaunchOptions", "build_request", "check_server_args", "require_sglang",
+           "SGLangUnavailable", "UnsupportedMode", "add_commands", "think_stats"]

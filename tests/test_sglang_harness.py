@@ -1,0 +1,581 @@
+"""CPU simulation harness for the SGLang plugin (SGLANG.md §13), no SGLang needed.
+
+The plugin's own pieces run exactly as SGLang drives them: the state tables (`tables.py`), the decode mixing of the
+model subclass (`SoftStateTables.mix` over the batch's `req_pool_indices`, padded with row 0 to a "captured" batch
+size), the extend reset, and Driver A (`SoftThinkingLogitProcessor`, deserialised per batch, called only on the
+rows that carry it, with `custom_params` + a `__req__` stand-in) or Driver B (`plugin.soft_sample` around a stand-in
+`ModelRunner.sample`). Underneath is a transformers forward with one KV cache per request.
+
+The emulated scheduler (seeded): a row pool with row 0 reserved and LIFO reuse of freed rows; random arrivals and
+batch caps; chunked prefill (intermediate chunks run forward + driver, their token is discarded); the overlap
+scheduler's one-step lag (the host learns a finish one step late; the finished request runs one extra
+forward/driver step whose token is discarded); finish by EOS, length, stop string and client cancel (also in the
+middle of THINK); SGLang's finish-check order (stop string, then EOS, then length).
+
+Oracle: each request run alone in `HFEngine` with the same resolved configuration. Expected differences, by design
+(docs/sglang.md): the answer-phase abort ends with a forced EOS instead of the reference's extra token, and an EOS
+argmax replaced by a forced marker is emitted as that EOS.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+
+from softthink.config import GenerationConfig
+from softthink.engine import HFEngine, eos_ids, marker_ids
+from softthink.models import load_model
+from softthink.sglang_glue import driver as D
+from softthink.sglang_glue import plugin as PL
+from softthink.sglang_glue import tables as T
+from softthink.sglang_glue.launch import build_request, think_stats
+from softthink.sglang_glue.processor import SoftThinkingLogitProcessor
+
+
+# ---------------------------------------------------------------------------------------------- stand-ins
+@dataclass
+class FakeKV:
+    req_pool_idx: Optional[int] = None
+
+
+@dataclass
+class FakeReq:  # the attributes of sglang's Req the plugin reads
+    rid: str
+    origin_input_ids: List[int]
+    output_ids: List[int] = field(default_factory=list)
+    kv: FakeKV = field(default_factory=FakeKV)
+    retraction_count: int = 0
+
+
+class FakeMode:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def is_decode(self):
+        return self.kind == "decode"
+
+    def is_extend(self):
+        return self.kind == "extend"
+
+
+@dataclass
+class FakeLogitsOutput:
+    next_token_logits: torch.Tensor
+    customized_info: Optional[dict] = None
+
+
+@dataclass
+class FakeForwardBatch:
+    forward_mode: FakeMode
+    req_pool_indices: torch.Tensor
+    rids: List[str]
+
+
+@dataclass
+class SimReq:
+    rid: str
+    prompt: List[int]
+    cfg: GenerationConfig
+    uid: int
+    request: dict  # build_request(...) output
+    cancel_after: Optional[int] = None  # client cancel once this many tokens are known on the host
+    arrival: int = 0
+    # runtime
+    state: str = "waiting"  # waiting | prefilling | running | done
+    row: Optional[int] = None
+    chunks: List[int] = field(default_factory=list)
+    prefilled: int = 0
+    cache: object = None
+    pos: int = 0
+    last_token: Optional[int] = None  # the "GPU future map" value: the last sampled token
+    host_finished: bool = False
+    finish_reason: Optional[str] = None
+    params: Optional[dict] = None  # the per-request custom_params dict (+ "__req__")
+    fake: Optional[FakeReq] = None
+    records: List[dict] = field(default_factory=list)
+    rows_used: List[int] = field(default_factory=list)
+    extra_steps: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- the simulator
+class SimServer:
+    def __init__(self, model, tok, *, rows=6, kmax=12, marker_max=8, captured=(1, 2, 4, 8), max_bs=4,
+                 overlap=True, chunk_max=None, seed=0, driver="A", mix_dtype="model", p_admit=0.5):
+        self.model, self.tok = model, tok
+        self.weight = model.get_input_embeddings().weight
+        self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.head = model.get_output_embeddings()
+        self.vocab = model.config.vocab_size
+        self.eos = eos_ids(model, tok)
+        self.tables = T.publish(T.SoftStateTables(rows + 1, kmax, marker_max=marker_max, mix_dtype=mix_dtype))
+        self.pristine_row0 = {k: v[0].clone() for k, v in self.tables._fields.items()}
+        self.free = list(range(1, rows + 1))[::-1]  # LIFO: pop() from the end, freed rows appended
+        self.captured = sorted(captured)
+        self.max_bs, self.overlap, self.chunk_max, self.driver = max_bs, overlap, chunk_max, driver
+        self.rng = random.Random(seed)
+        self.p_admit = p_admit
+        self.clock = 0
+        self.reqs: List[SimReq] = []
+        self.rows_seen: List[int] = []
+        self.reuse_events = 0
+        self._row_owner: Dict[int, str] = {}
+        import inspect
+
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        D.set_observer(self._observe)
+        self._obs = []
+
+    def close(self):
+        D.set_observer(None)
+        T.unpublish()
+
+    # -- requests --------------------------------------------------------------------------------------------------
+    def add(self, rid, prompt, cfg, uid, cancel_after=None, arrival=0, driver_answer="driver"):
+        req = build_request(cfg, marker_ids(self.tok, cfg.think.end_str), self.eos, uid, driver=self.driver,
+                            answer=driver_answer)
+        self.reqs.append(SimReq(rid, list(prompt), cfg, uid, req, cancel_after=cancel_after, arrival=arrival))
+
+    # -- model -----------------------------------------------------------------------------------------------------
+    def _forward(self, req: SimReq, embeds: torch.Tensor) -> torch.Tensor:
+        from softthink.engine import _new_cache
+
+        if req.cache is None:
+            req.cache = _new_cache(self.model)
+        n = embeds.shape[0]
+        pos = torch.arange(req.pos, req.pos + n)[None]
+        mask = torch.ones((1, req.pos + n), dtype=torch.long)
+        h = self.base(inputs_embeds=embeds[None], attention_mask=mask, position_ids=pos, use_cache=True,
+                      **{self._cache_kw: req.cache}).last_hidden_state[:, -1]
+        req.pos += n
+        return self.head(h).float()[:, : self.vocab][0]
+
+    # -- sampling (driver + native sampler) -----------------------------------------------------------------------
+    def _observe(self, rows, specs, out):
+        self._obs.append((rows.tolist(), out))
+
+    def _sample(self, batch: List[SimReq], logits: torch.Tensor, mode: str) -> List[int]:
+        logits = logits.clone()
+        self._obs = []
+        soft_idx = [i for i, r in enumerate(batch) if "custom_params" in r.request["sampling_params"]]
+        for i in soft_idx:
+            self.rows_seen.append(batch[i].row)
+        if self.driver == "A":
+            if soft_idx:  # sglang: apply_custom_logit_processor on the rows carrying the processor
+                proc = SoftThinkingLogitProcessor.from_str(batch[soft_idx[0]].request["custom_logit_processor"])
+                sel = torch.tensor(soft_idx)
+                sub = logits.index_select(0, sel)
+                res = proc(sub, [batch[i].params for i in soft_idx])
+                assert res.shape == sub.shape
+                logits.index_copy_(0, sel, res.to(logits.dtype))
+            return self._native(batch, logits).tolist()
+        # Driver B: AROUND hook on a stand-in ModelRunner.sample
+        fb = FakeForwardBatch(FakeMode(mode), torch.tensor([r.row for r in batch]), [r.rid for r in batch])
+        lo = FakeLogitsOutput(logits)
+        ids = PL.soft_sample(lambda runner, lo_, fb_: self._native(batch, lo_.next_token_logits), None, lo, fb)
+        return ids.tolist()
+
+    def _native(self, batch, logits):
+        """SGLang's sampler for the requests' native params: all parity runs use greedy native params (answers
+        by the driver, or greedy discrete baselines), so argmax."""
+        for r in batch:
+            assert r.request["sampling_params"]["temperature"] == 0.0 or "custom_params" in r.request["sampling_params"]
+        return torch.argmax(logits, dim=-1)
+
+    # -- scheduler -------------------------------------------------------------------------------------------------
+    def _admit(self, req: SimReq):
+        row = self.free.pop()
+        if row in self._row_owner:
+            self.reuse_events += 1
+        self._row_owner[row] = req.rid
+        req.row = row
+        req.rows_used.append(row)
+        req.fake = FakeReq(req.rid, req.prompt)
+        req.fake.kv.req_pool_idx = row
+        sp = req.request["sampling_params"]
+        if "custom_params" in sp:  # sglang: custom_params | {"__req__": weakref.proxy(req)}
+            req.params = dict(sp["custom_params"]) | {"__req__": req.fake}
+            if self.driver == "B":
+                PL.on_req_init(None, _ReqView(req))
+        # chunk plan
+        n = len(req.prompt)
+        sizes = []
+        while n > 0:
+            c = n if not self.chunk_max else min(n, self.rng.randint(1, self.chunk_max))
+            sizes.append(c)
+            n -= c
+        req.chunks = sizes
+        req.state = "prefilling"
+
+    def _free(self, req: SimReq):
+        if req.row is not None:
+            self.free.append(req.row)
+            req.row = None
+
+    def schedule(self):
+        waiting = [r for r in self.reqs if r.state == "waiting" and r.arrival <= self.clock]
+        prefilling = [r for r in self.reqs if r.state == "prefilling"]
+        running = [r for r in self.reqs if r.state == "running"]
+        want_extend = prefilling or (waiting and self.free and (not running or self.rng.random() < self.p_admit))
+        if want_extend:
+            batch = prefilling[: self.max_bs]
+            while waiting and self.free and len(batch) < self.max_bs:
+                r = waiting.pop(0)
+                self._admit(r)
+                batch.append(r)
+            if batch:
+                return "extend", batch
+        if running:
+            self.rng.shuffle(running)
+            return "decode", running[: self.max_bs]
+        return None
+
+    def launch(self, kind, batch):
+        results = []
+        rows = torch.tensor([r.row for r in batch])
+        if kind == "extend":
+            self.tables.reset_rows(rows)  # the model subclass: extend -> ownership hand-off
+            logits, last = [], []
+            for r in batch:
+                c = r.chunks.pop(0)
+                ids = torch.tensor(r.prompt[r.prefilled: r.prefilled + c])
+                r.prefilled += c
+                logits.append(self._forward(r, self.weight[ids]))
+                last.append(not r.chunks)
+            toks = self._sample(batch, torch.stack(logits), "extend")
+            obs = self._obs
+            for i, r in enumerate(batch):
+                if last[i]:
+                    r.state = "running"
+                    r.last_token = toks[i]
+                results.append((r, toks[i], not last[i], self._record(r, obs)))
+            return results
+        # decode: padded to a captured size with row-0 entries; mixing = the model subclass's in-graph code
+        n = len(batch)
+        size = next((s for s in self.captured if s >= n), n)
+        r_pad = torch.tensor([r.row for r in batch] + [0] * (size - n))
+        ids_pad = torch.tensor([r.last_token for r in batch] + [0] * (size - n))
+        emb = self.tables.mix(self.weight, r_pad, ids_pad)
+        logits = torch.stack([self._forward(r, emb[i: i + 1]) for i, r in enumerate(batch)])
+        toks = self._sample(batch, logits, "decode")
+        obs = self._obs
+        for i, r in enumerate(batch):
+            r.last_token = toks[i]
+            results.append((r, toks[i], False, self._record(r, obs)))
+        return results
+
+    def _record(self, req, obs):
+        if not obs or req.params is None and self.driver == "A":
+            return None
+        for rows, out in obs:
+            if req.row in rows and out.step is not None:
+                i = rows.index(req.row)
+                st = out.step
+                return {"was_think": bool(st.was_think[i]), "cold": bool(st.cold[i]), "entropy": float(st.entropy[i]),
+                        "ids": st.in_ids[i].tolist(), "w": st.in_w[i].tolist(), "token": int(out.token[i])}
+        return None
+
+    def process(self, results):
+        for r, tok, discard, rec in results:
+            if r.host_finished:  # the overlap lag: a step launched before the host saw the finish
+                r.extra_steps += 1
+                continue
+            if discard:  # intermediate prefill chunk
+                continue
+            r.fake.output_ids.append(tok)
+            r.records.append(rec)
+            reason = self._check_finish(r)
+            if reason is None and r.cancel_after is not None and len(r.fake.output_ids) >= r.cancel_after:
+                reason = "abort"  # client cancel
+            if reason is not None:
+                r.host_finished = True
+                r.finish_reason = reason
+                r.state = "done"
+                self._free(r)
+
+    def _check_finish(self, r: SimReq):
+        """SGLang's order: stop string, then EOS / stop ids, then length."""
+        out = r.fake.output_ids
+        stops = list(r.cfg.stop)
+        if stops:
+            tail = self.tok.decode(out[-(4 * max(len(s) for s in stops) + 8):], skip_special_tokens=True)
+            if any(s in tail for s in stops):
+                return "stop"
+        if out[-1] in self.eos:
+            return "eos"
+        if len(out) >= r.cfg.max_new_tokens:
+            return "length"
+        return None
+
+    @torch.no_grad()
+    def run(self, max_iters=100000):
+        pending = None
+        for _ in range(max_iters):
+            self.clock += 1
+            nxt = self.schedule()
+            res = self.launch(*nxt) if nxt else None
+            if self.overlap:
+                if pending is not None:
+                    self.process(pending)
+                pending = res
+            elif res is not None:
+                self.process(res)
+            if all(r.state == "done" for r in self.reqs) and pending is None:
+                break
+            if nxt is None and pending is None and not any(r.state == "waiting" for r in self.reqs):
+                break
+        else:
+            raise AssertionError("simulation did not finish")
+        return self.reqs
+
+
+class _ReqView:
+    """What `plugin.on_req_init` reads from a sglang Req."""
+
+    def __init__(self, sim: SimReq):
+        self.rid = sim.rid
+        self.sampling_params = type("SP", (), {"custom_params": sim.params})()
+        self.kv = sim.fake.kv
+        self.output_ids = sim.fake.output_ids
+        self.retraction_count = 0
+        self.skip_radix_cache_insert = False
+        sim._view = self  # keep the weakref target alive
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+def expected_plugin_tokens(g, eos):
+    """The reference output as the plugin must reproduce it (documented differences applied)."""
+    toks, reason = list(g.token_ids), g.finish_reason
+    if reason == "abort":  # answer-phase abort: forced EOS instead of the token after the flag
+        toks[-1] = eos[0]
+        reason = "eos"
+    elif reason == "eos" and toks and toks[-1] not in eos:  # EOS argmax replaced by the forced marker
+        toks[-1] = eos[0]
+    return toks, reason
+
+
+def compare(sim: SimServer, ref: Dict[str, object], check_concepts=True, tol=1e-6):
+    marker_cache = {}
+    for r in sim.reqs:
+        g = ref[r.rid]
+        exp, exp_reason = expected_plugin_tokens(g, sim.eos)
+        got = r.fake.output_ids
+        if r.finish_reason == "abort" and r.cancel_after is not None:  # client cancel: a prefix of the reference
+            assert got == exp[: len(got)], f"{r.rid}: cancelled output is not a prefix of the reference"
+            continue
+        assert got == exp, f"{r.rid}: token mismatch at {_first_diff(got, exp)}\n got {got}\n ref {exp}"
+        assert r.finish_reason == exp_reason, (r.rid, r.finish_reason, exp_reason)
+        key = r.cfg.think.end_str
+        marker = marker_cache.setdefault(key, marker_ids(sim.tok, key))
+        if r.cfg.is_soft and g.finish_reason == "length":
+            end_step, n_think = think_stats(got, marker, True)
+            assert end_step == g.think_end_step, (r.rid, end_step, g.think_end_step)
+            assert n_think == g.num_thinking_tokens
+        if check_concepts and g.trace is not None and "custom_params" in r.request["sampling_params"]:
+            n = len(got) - (1 if g.finish_reason == "abort" else 0)
+            for t in range(n):
+                rec, tr = r.records[t], g.trace
+                assert rec is not None
+                assert rec["was_think"] == (tr.phase[t] == "think"), (r.rid, t)
+                assert rec["cold"] == tr.cold_stop[t], (r.rid, t)
+                assert abs(rec["entropy"] - tr.entropy[t]) <= 1e-5 * max(1.0, abs(tr.entropy[t])), (r.rid, t)
+                kw = len(tr.topk_ids[t])
+                w_ref, w_got = tr.topk_weights[t], rec["w"][:kw]
+                nz = [i for i, w in enumerate(w_ref) if w > 0]
+                assert [rec["ids"][i] for i in nz] == [tr.topk_ids[t][i] for i in nz], (r.rid, t)
+                assert all(abs(w_got[i] - w_ref[i]) <= tol for i in range(kw)), (r.rid, t)
+
+
+def _first_diff(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def reference(model, tok, sim: SimServer):
+    eng = HFEngine(model, tok, progress=False)
+    out = {}
+    for r in sim.reqs:
+        cfg = r.cfg.replace(trace=True)
+        out[r.rid] = eng.generate([r.prompt], cfg, sample_uids=[r.uid])[0]
+    return out
+
+
+def assert_row0_pristine(sim: SimServer):
+    assert 0 not in sim.rows_seen, "a live request was driven on the padding row"
+    for k, v in sim.tables._fields.items():
+        if k == "fresh":
+            continue
+        assert torch.equal(v[0], sim.pristine_row0[k]), f"padding row 0 written ({k})"
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def qwen():
+    return load_model("tiny-random-qwen2", dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_model("tiny-random-llama", dtype="float64")
+
+
+def _prompts(rng, n, vocab_lo=3, vocab_hi=250, lo=3, hi=14):
+    return [[rng.randint(vocab_lo, vocab_hi) for _ in range(rng.randint(lo, hi))] for _ in range(n)]
+
+
+def _soft_cfg(**over):
+    base = {"method": "soft", "max_new_tokens": 24, "seed": 7, "think": {"max_topk": 5, "top_k": 20, "top_p": 0.9,
+                                                                     "min_p": 0.01, "temperature": 0.7}}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = {**base[k], **v}
+        else:
+            base[k] = v
+    return GenerationConfig.from_dict(base)
+
+
+def _run(model_tok, cfgs, *, seed=0, driver="A", overlap=True, chunk_max=4, rows=4, max_bs=3, cancel=None,
+         arrivals=True, check_concepts=True, kmax=12, mix_dtype="model"):
+    model, tok = model_tok
+    rng = random.Random(seed)
+    sim = SimServer(model, tok, rows=rows, kmax=kmax, overlap=overlap, chunk_max=chunk_max, seed=seed,
+                    driver=driver, max_bs=max_bs, mix_dtype=mix_dtype)
+    try:
+        prompts = _prompts(rng, len(cfgs), vocab_hi=min(250, model.config.vocab_size - 6))
+        for i, (p, cfg) in enumerate(zip(prompts, cfgs)):
+            sim.add(f"r{i}", p, cfg, uid=100 + i, arrival=rng.randint(0, 12) if arrivals else 0,
+                    cancel_after=(cancel or {}).get(i))
+        sim.run()
+        ref = reference(model, tok, sim)
+        compare(sim, ref, check_concepts=check_concepts)
+        assert_row0_pristine(sim)
+        return sim, ref
+    finally:
+        sim.close()
+
+
+# ---------------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("driver", ["A", "B"])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_soft_matches_reference_qwen(qwen, driver, overlap):
+    cfgs = [_soft_cfg(), _soft_cfg(think={"max_topk": 3}), _soft_cfg(max_new_tokens=30), _soft_cfg(seed=3),
+            _soft_cfg(think={"top_k": -1, "top_p": 0.8}), _soft_cfg(max_new_tokens=9)]
+    sim, _ = _run(qwen, cfgs, driver=driver, overlap=overlap, seed=1 if overlap else 2)
+    assert sim.reuse_events > 0  # rows were recycled
+    if overlap:
+        assert any(r.extra_steps > 0 for r in sim.reqs)  # the one-step lag ran finished requests once more
+
+
+def test_soft_matches_reference_llama_multi_token_marker(llama):
+    model, tok = llama
+    assert len(marker_ids(tok, "</think>")) > 1
+    cfgs = [_soft_cfg(think={"budget": 6}), _soft_cfg(think={"budget": 3}, max_new_tokens=20),
+            _soft_cfg(cold_stop={"threshold": 2.0, "length": 2}), _soft_cfg()]
+    _run(llama, cfgs, seed=5)
+
+
+def test_cold_stop_and_budget_qwen(qwen):
+    cfgs = [_soft_cfg(cold_stop={"threshold": 1.0, "length": 2}),
+            _soft_cfg(cold_stop={"threshold": 3.0, "length": 1}),
+            _soft_cfg(think={"budget": 4}),
+            _soft_cfg(cold_stop={"threshold": 0.8, "length": 3}, think={"budget": 10}, max_new_tokens=28)]
+    sim, ref = _run(qwen, cfgs, seed=11)
+    reasons = {ref[r.rid].think_end_reason for r in sim.reqs}
+    assert "cold_stop" in reasons and "budget" in reasons
+
+
+def test_mixed_soft_and_discrete_batches(qwen):
+    cfgs = [_soft_cfg(), GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": 20}),
+            _soft_cfg(cold_stop={"threshold": 1.0, "length": 2}),
+            GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": 12, "think": {"budget": 5}}),
+            _soft_cfg(method="avg_embedding")]
+    _run(qwen, cfgs, seed=4, max_bs=4)
+
+
+@pytest.mark.parametrize("kind", ["gumbel", "dirichlet"])
+def test_noise_counter_rng_matches(qwen, kind):
+    cfgs = [_soft_cfg(noise={"kind": kind, "rng": "counter"}), _soft_cfg(noise={"kind": kind, "rng": "counter"}, seed=9),
+            _soft_cfg(noise={"kind": kind, "rng": "counter"}, answer={"mode": "sample", "temperature": 0.8})]
+    _run(qwen, cfgs, seed=6)
+
+
+def test_answer_sampling_and_presets(qwen):
+    cfgs = [_soft_cfg(preset="as_published"),
+            _soft_cfg(answer={"mode": "sample", "temperature_source": "answer", "temperature": 0.9}),
+            _soft_cfg(preset="official_head", noise={"rng": "counter"},
+                      cold_stop={"threshold": 5.0, "length": 2, "answer_phase": "abort"}),
+            _soft_cfg(mix={"dtype": "fp32"})]
+    # mix.dtype is a server-wide setting: run the fp32 request on its own server
+    _run(qwen, cfgs[:3], seed=8)
+    _run(qwen, cfgs[3:], seed=8, mix_dtype="fp32")
+
+
+def test_stop_strings_and_client_cancel_mid_think(qwen):
+    model, tok = qwen
+    ref_cfg = _soft_cfg(max_new_tokens=30)
+    probe = HFEngine(model, tok, progress=False).generate([[5, 6, 7, 8]], ref_cfg)[0]
+    stop = tok.decode(probe.token_ids[6:8], skip_special_tokens=True)
+    cfgs = [_soft_cfg(stop=[stop] if stop.strip() else [], max_new_tokens=30), _soft_cfg(max_new_tokens=30),
+            _soft_cfg(max_new_tokens=30), _soft_cfg()]
+    sim, _ = _run(qwen, cfgs, seed=12, cancel={1: 4, 2: 7}, rows=3, max_bs=2)
+    assert sum(r.finish_reason == "abort" for r in sim.reqs) == 2
+
+
+def test_k1_equals_greedy(qwen):
+    """ALGORITHM §10.1 through the plugin: K = 1, no noise, no Cold Stop, greedy answers == CoT greedy."""
+    model, tok = qwen
+    cfg = _soft_cfg(think={"max_topk": 1}, preset="as_published", max_new_tokens=20)
+    sim, ref = _run(qwen, [cfg, cfg], seed=2)
+    greedy = HFEngine(model, tok, progress=False).generate(
+        [r.prompt for r in sim.reqs], GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": 20}))
+    for r, g in zip(sim.reqs, greedy):
+        assert r.fake.output_ids == g.token_ids
+
+
+def test_row_reuse_after_mid_think_finish_does_not_leak(qwen):
+    """A request cut by its length limit mid-THINK leaves its row active; the next owner (a hard request and a
+    soft one) must produce exactly its stand-alone output."""
+    cfgs = [_soft_cfg(max_new_tokens=3), GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": 10}),
+            _soft_cfg(max_new_tokens=3), _soft_cfg(max_new_tokens=12)]
+    sim, _ = _run(qwen, cfgs, seed=3, rows=1, max_bs=1, arrivals=False)
+    assert sim.reuse_events >= 3
+
+
+def test_force_logits_and_processor_contract():
+    logits = torch.randn(3, 11)
+    out = D.force_logits(logits, torch.tensor([4, 0, 7]), torch.tensor([True, False, True]))
+    assert out.shape == logits.shape and out.dtype == logits.dtype
+    assert int(out[0].argmax()) == 4 and torch.isinf(out[0]).sum() == 10
+    assert torch.equal(out[1], logits[1])
+    s = SoftThinkingLogitProcessor.to_str()
+    assert len(s) < 400 and isinstance(SoftThinkingLogitProcessor.from_str(s), SoftThinkingLogitProcessor)
+
+
+def test_tables_mix_graph_rules():
+    """Mixing reads row 0 for padding, keeps inactive rows bit-identical to the plain lookup, and the extend
+    reset only touches the listed rows."""
+    tb = T.SoftStateTables(5, 4)
+    E = torch.randn(20, 8, dtype=torch.float64)
+    tb.active[2] = True
+    tb.ids[2] = torch.tensor([3, 5, 7, 9])
+    tb.w[2] = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    emb = tb.mix(E, torch.tensor([1, 2, 0]), torch.tensor([4, 6, 0]))
+    assert torch.equal(emb[0], E[4]) and torch.equal(emb[2], E[0])
+    from softthink import core
+
+    assert torch.equal(emb[1], core.mix_embeddings(E, tb.ids[2:3], tb.w[2:3])[0])
+    tb.reset_rows(torch.tensor([2]))
+    assert not tb.active[2] and tb.fresh[2] and not tb.fresh[1]
+
+
+@pytest.mark.slow
+def test_smollm2_short_run():
+    model, tok = load_model("smollm2-135m")
+    cfgs = [_soft_cfg(max_new_tokens=12), _soft_cfg(max_new_tokens=10, cold_stop={"threshold": 1.5, "length": 2}),
+            _soft_cfg(max_new_tokens=8, think={"budget": 3})]
+    # fp32: no chunking, so every forward has the reference's shapes (bitwise identical logits)
+    _run((model, tok), cfgs, seed=0, chunk_max=None, rows=2, max_bs=2, arrivals=False, kmax=6)
