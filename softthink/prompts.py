@@ -4,7 +4,7 @@ Rules:
 
 * One user turn, no system message; the text below is rendered with the model's chat template by
   :func:`softthink.chat.render_chat` (``add_generation_prompt=True`` plus an opened think block).
-* The official templates are ``"""...""".strip()``-ed *before* ``.format``, so the question is inserted verbatim
+* The official templates are triple-quoted strings ``.strip()``-ed *before* ``.format``, so the question is inserted verbatim
   (its own leading/trailing whitespace kept); the LiveCodeBench prompt is built by concatenation and ends in
   ``"\\n\\n"``.
 * GPQA option order (§3.2): ``official_fixed`` keeps the file's frozen order; ``per_sample`` strips the trailing
