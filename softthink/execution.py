@@ -67,6 +67,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -216,9 +217,17 @@ def _interpreter_prefixes() -> tuple[str, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=1)
+_DETECT_LOCK = threading.Lock()
+
+
 def sandbox_info() -> SandboxInfo:
     """Detect the strongest isolation level that works here (once per process); see the module docstring."""
+    with _DETECT_LOCK:   # the first calls may come from several grading threads at once
+        return _detect()
+
+
+@lru_cache(maxsize=1)
+def _detect() -> SandboxInfo:
     tools = {t: shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") or "" for t in
              ("sh", "unshare", "setpriv", "prlimit", "mount", "umount", "mkdir", "rmdir")}
     notes: list[str] = []
@@ -639,7 +648,9 @@ def mbpp_entry_point(item: Any) -> str | None:
     called: list[str] = []
     for t in _field(item, "test_list") or []:
         try:
-            tree = ast.parse(t)
+            with warnings.catch_warnings():   # MBPP asserts contain invalid escapes such as "\w"
+                warnings.simplefilter("ignore")
+                tree = ast.parse(t)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
