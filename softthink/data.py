@@ -337,7 +337,8 @@ def _cmd_list(args) -> int:
 def _cmd_fetch(args) -> int:
     from softthink import fetch
 
-    return fetch.main(dest=args.dest, datasets=args.datasets or None, revision=args.revision)
+    return fetch.main(dest=args.dest, datasets=args.datasets or None, revision=args.revision, source=args.source,
+                      tests=args.tests)
 
 
 def add_commands(subparsers) -> None:
@@ -350,6 +351,9 @@ def add_commands(subparsers) -> None:
     pf = sub.add_parser("fetch", help="download the benchmarks (and LiveCodeBench tests) from the Hugging Face hub")
     pf.add_argument("--dest", default="./data", help="target folder (default ./data)")
     pf.add_argument("--datasets", nargs="*", default=None, help="subset (default: all)")
+    pf.add_argument("--source", default="hf", choices=["hf", "github"],
+                    help="hf: rebuild from the Hugging Face hub (default); github: byte copies of the official files")
     pf.add_argument("--revision", default=None, help="hub revision for livecodebench/code_generation_lite")
+    pf.add_argument("--no-tests", dest="tests", action="store_false", help="skip the LiveCodeBench test download")
     pf.set_defaults(func=_cmd_fetch)
 
