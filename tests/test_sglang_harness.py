@@ -413,14 +413,23 @@ def assert_row0_pristine(sim: SimServer):
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
+def _load(spec, dtype):
+    try:  # share the suite's session cache (tests/conftest.py) when present
+        from conftest import model_and_tokenizer
+
+        return model_and_tokenizer(spec, dtype)
+    except ImportError:
+        return load_model(spec, dtype=dtype)
+
+
 @pytest.fixture(scope="module")
 def qwen():
-    return load_model("tiny-random-qwen2", dtype="float64")
+    return _load("tiny-random-qwen2", torch.float64)
 
 
 @pytest.fixture(scope="module")
 def llama():
-    return load_model("tiny-random-llama", dtype="float64")
+    return _load("tiny-random-llama", torch.float64)
 
 
 def _prompts(rng, n, vocab_lo=3, vocab_hi=250, lo=3, hi=14):
@@ -574,8 +583,64 @@ def test_tables_mix_graph_rules():
 
 @pytest.mark.slow
 def test_smollm2_short_run():
-    model, tok = load_model("smollm2-135m")
+    model, tok = _load("smollm2-135m", torch.float32)
     cfgs = [_soft_cfg(max_new_tokens=12), _soft_cfg(max_new_tokens=10, cold_stop={"threshold": 1.5, "length": 2}),
             _soft_cfg(max_new_tokens=8, think={"budget": 3})]
     # fp32: no chunking, so every forward has the reference's shapes (bitwise identical logits)
     _run((model, tok), cfgs, seed=0, chunk_max=None, rows=2, max_bs=2, arrivals=False, kmax=6)
+
+
+def test_eos_finish_in_think_and_answer(qwen):
+    """Make a frequent token the EOS so requests end by EOS in THINK and in ANSWER (and Cold Stop may replace an
+    EOS argmax: the documented edge, emitted as the EOS)."""
+    model, tok = qwen
+    old = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [88, 123]
+    try:
+        cfgs = [_soft_cfg(max_new_tokens=30), _soft_cfg(think={"max_topk": 2}, max_new_tokens=30),
+                _soft_cfg(cold_stop={"threshold": 1.0, "length": 2}, max_new_tokens=30), _soft_cfg(seed=5),
+                _soft_cfg(think={"budget": 2})]
+        sim, ref = _run(qwen, cfgs, seed=13)
+        assert sum(ref[r.rid].finish_reason == "eos" for r in sim.reqs) >= 3
+    finally:
+        model.generation_config.eos_token_id = old
+
+
+def test_sglang_engine_without_sglang_or_cuda_is_one_clear_error():
+    import importlib.util
+
+    from softthink.sglang_glue.launch import SGLangEngine, SGLangUnavailable
+
+    try:
+        have = importlib.util.find_spec("sglang.srt") is not None
+    except ImportError:
+        have = False
+    if have and torch.cuda.is_available():
+        pytest.skip("SGLang and CUDA present")
+    with pytest.raises(SGLangUnavailable) as e:
+        SGLangEngine("some/model")
+    msg = str(e.value)
+    if not have:
+        assert "pip install" in msg and "softthink[sglang]" in msg and "transformers engine" in msg
+    else:
+        assert "transformers engine" in msg
+
+
+def test_cli_and_refusals_without_sglang(capsys):
+    from softthink.cli import build_parser
+    from softthink.sglang_glue.launch import LaunchOptions, UnsupportedMode, check_server_args
+
+    args = build_parser().parse_args(["sglang-serve", "--model", "m", "--tp-size", "2", "--num-gpus", "8",
+                                      "--cuda-graph-bs", "1", "2", "4", "--dry-run"])
+    assert args.func(args) == 0
+    line = capsys.readouterr().out
+    assert "SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models" in line
+    assert "--enable-custom-logit-processor" in line and "--dp-size 4" in line and "--disable-radix-cache" in line
+    for bad in ({"pp_size": 2}, {"speculative_algorithm": "EAGLE"}, {"enable_mixed_chunk": True},
+                {"enable_dp_attention": True}):
+        with pytest.raises(UnsupportedMode):
+            check_server_args(bad)
+    with pytest.raises(UnsupportedMode):
+        LaunchOptions(model_path="m", extra={"pp_size": 2})
+    with pytest.raises(D.PluginRequestError):
+        build_request(GenerationConfig.from_dict({"method": "moi"}), [5], [1], 0)

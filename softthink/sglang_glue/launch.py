@@ -35,10 +35,16 @@ class UnsupportedMode(ValueError):
 # ----------------------------------------------------------------------------------------------- checks
 def require_sglang(need_cuda: bool = True):
     """Import SGLang and check the version and CUDA. Raises `SGLangUnavailable` with one clear message."""
+    import importlib.util
+
     try:
-        import sglang  # noqa: F401
-    except ImportError as e:
-        raise SGLangUnavailable(f"the sglang engine needs SGLang, which is not installed ({e}). {INSTALL_HINT}") from e
+        found = importlib.util.find_spec("sglang.srt") is not None  # not a stray folder named `sglang`
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise SGLangUnavailable(f"the sglang engine needs SGLang, which is not installed. {INSTALL_HINT}")
+    import sglang
+
     version = getattr(sglang, "__version__", "?")
     if version != SUPPORTED_SGLANG:
         import warnings

@@ -1,0 +1,287 @@
+"""The plugin against the real, pip-installed SGLang 0.5.23 on CPU (import-only install; no forward pass is
+possible without CUDA, SGLANG.md §12). Run with `make test-sglang`."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+import sglang
+from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, SUPPORTED_ARCHITECTURES, SUPPORTED_SGLANG
+
+FORWARD_PARAMS = ["self", "input_ids", "positions", "forward_batch", "input_embeds", "get_embedding",
+                  "pp_proxy_tensors"]
+BASES = {
+    "Qwen2ForCausalLM": "sglang.srt.models.qwen2",
+    "Qwen3ForCausalLM": "sglang.srt.models.qwen3",
+    "LlamaForCausalLM": "sglang.srt.models.llama",
+}
+
+
+def _run_py(code: str, env_extra: dict, timeout=300) -> dict:
+    env = dict(os.environ, **env_extra)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_pinned_version():
+    assert sglang.__version__ == SUPPORTED_SGLANG
+
+
+@pytest.mark.parametrize("arch", SUPPORTED_ARCHITECTURES)
+def test_forward_signature_matches_release(arch):
+    import importlib
+
+    from softthink.sglang_glue.models import soft_classes
+
+    base = getattr(importlib.import_module(BASES[arch]), arch)
+    soft = soft_classes([arch])[0]
+    sb, ss = inspect.signature(base.forward), inspect.signature(soft.forward)
+    assert list(sb.parameters) == FORWARD_PARAMS
+    assert list(ss.parameters) == list(sb.parameters)
+    for name in sb.parameters:
+        assert ss.parameters[name].default == sb.parameters[name].default, name
+    assert soft.__name__ == arch and issubclass(soft, base) and soft.softthink_soft
+
+
+def test_hook_targets_and_request_row_location():
+    from sglang.srt.managers.schedule_batch import Req, ReqKvInfo
+    from sglang.srt.model_executor.forward_batch_info import ForwardBatch, ForwardMode
+    from sglang.srt.model_executor.model_runner import ModelRunner
+    from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor
+
+    assert list(inspect.signature(ModelRunner.sample).parameters) == ["self", "logits_output", "forward_batch"]
+    assert list(inspect.signature(CustomLogitProcessor.__call__).parameters) == ["self", "logits",
+                                                                                 "custom_param_list"]
+    assert hasattr(ModelRunner, "init_cuda_graphs")
+    # 0.5.20+: the row moved to req.kv.req_pool_idx
+    assert "req_pool_idx" in {f.name for f in dataclasses.fields(ReqKvInfo)}
+    assert "retraction_count" in inspect.getsource(Req.__init__)
+    fb_fields = {f.name for f in dataclasses.fields(ForwardBatch)}
+    assert {"forward_mode", "req_pool_indices", "rids", "sampling_info"} <= fb_fields
+    assert ForwardMode.DECODE.is_decode() and ForwardMode.EXTEND.is_extend() and not ForwardMode.IDLE.is_extend()
+    # the padding row 0 of ReqToTokenPool
+    from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
+
+    assert "size + 1" in inspect.getsource(ReqToTokenPool.__init__)
+
+
+def test_external_model_package_wins_over_builtin():
+    code = r"""
+import json
+from sglang.srt.models.registry import ModelRegistry
+out = {}
+for arch in ["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"]:
+    cls, name = ModelRegistry.resolve_model_cls([arch])
+    out[arch] = [cls.__module__, bool(getattr(cls, "softthink_soft", False)), cls.__name__]
+print(json.dumps(out))
+"""
+    out = _run_py(code, {"SGLANG_EXTERNAL_MODEL_PACKAGE": EXTERNAL_MODEL_PACKAGE})
+    for arch in SUPPORTED_ARCHITECTURES:
+        mod, soft, name = out[arch]
+        assert soft and mod.startswith("softthink.sglang_glue.models") and name == arch
+    mod, soft, _ = out["MistralForCausalLM"]
+    assert not soft and mod.startswith("sglang.srt.models")
+
+
+def test_processor_serialises_and_loads_back():
+    from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor
+
+    from softthink.sglang_glue import processor as P
+
+    assert P.HAVE_SGLANG and issubclass(P.SoftThinkingLogitProcessor, CustomLogitProcessor)
+    s = P.processor_str()
+    assert len(s) < 400, len(s)  # by reference, not the class body
+    inst = CustomLogitProcessor.from_str(s)
+    assert type(inst) is P.SoftThinkingLogitProcessor
+    # and in a fresh interpreter (the scheduler imports the module on first use)
+    out = _run_py(
+        "import json,sys\nfrom sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor\n"
+        f"p = CustomLogitProcessor.from_str({s!r})\n"
+        "print(json.dumps([type(p).__module__, type(p).__name__]))", {})
+    assert out == ["softthink.sglang_glue.processor", "SoftThinkingLogitProcessor"]
+
+
+def test_processor_call_with_real_base_class():
+    """Driver A end to end on CPU tensors with a Req stand-in (what apply_custom_logit_processor passes)."""
+    from softthink.config import GenerationConfig
+    from softthink.sglang_glue import tables as T
+    from softthink.sglang_glue.driver import soft_custom_params
+    from softthink.sglang_glue.processor import SoftThinkingLogitProcessor
+
+    tb = T.publish(T.SoftStateTables(8, 4))
+    try:
+        cfg = GenerationConfig.from_dict({"method": "soft", "think": {"max_topk": 4}})
+        req = types.SimpleNamespace(rid="x", kv=types.SimpleNamespace(req_pool_idx=3), output_ids=[],
+                                    retraction_count=0)
+        params = soft_custom_params(cfg, [50], [2], uid=1) | {"__req__": req}
+        tb.reset_rows(torch.tensor([3]))
+        logits = torch.randn(1, 64)
+        out = SoftThinkingLogitProcessor()(logits.clone(), [params])
+        assert out.shape == logits.shape
+        assert int(out.argmax()) == int(logits.argmax()) and torch.isinf(out).sum() == 63
+        assert bool(tb.active[3]) and not bool(tb.fresh[3]) and int(tb.step[3]) == 1
+        assert abs(float(tb.w[3].sum()) - 1.0) < 1e-6
+    finally:
+        T.unpublish()
+
+
+def _child_load_plugins(q):
+    try:
+        from sglang.srt.plugins import load_plugins
+        from sglang.srt.plugins.hook_registry import HookRegistry
+
+        load_plugins()
+        from sglang.srt.managers.schedule_batch import Req
+        from sglang.srt.model_executor.model_runner import ModelRunner
+        from sglang.srt.models.registry import ModelRegistry
+
+        from softthink.sglang_glue import plugin
+
+        hooks = HookRegistry._hooks.get(plugin.SAMPLE_TARGET, [])
+        q.put({
+            "pid": os.getpid(),
+            "registered": plugin.registered(),
+            "sample_wrapped": getattr(ModelRunner.sample, "__wrapped__", None) is not None,
+            "sample_hook_is_ours": any(h is plugin.soft_sample for _, h, _ in hooks),
+            "req_init_wrapped": getattr(Req.__init__, "__wrapped__", None) is not None,
+            "qwen2_soft": bool(getattr(ModelRegistry.models.get("Qwen2ForCausalLM"), "softthink_soft", False)),
+            "llama_soft": bool(getattr(ModelRegistry.models.get("LlamaForCausalLM"), "softthink_soft", False)),
+        })
+    except Exception as e:  # pragma: no cover - reported to the parent
+        import traceback
+
+        q.put({"error": repr(e), "tb": traceback.format_exc()})
+
+
+def test_entry_point_declared():
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="sglang.srt.plugins")}
+    assert eps.get("softthink") == "softthink.sglang_glue.plugin:register"
+
+
+def test_plugin_loads_inside_spawned_child(monkeypatch):
+    """SGLang spawns its schedulers; the entry point must install Driver B there (not only in the parent)."""
+    monkeypatch.setenv("SOFTTHINK_SGLANG_DRIVER", "B")
+    ctx = mp.get_context("spawn")  # what sglang uses (engine.py: set_start_method("spawn"))
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_load_plugins, args=(q,))
+    p.start()
+    res = q.get(timeout=300)
+    p.join(60)
+    assert "error" not in res, res.get("tb")
+    assert res["pid"] != os.getpid()
+    assert res["registered"] == "B"
+    assert res["sample_wrapped"] and res["sample_hook_is_ours"] and res["req_init_wrapped"]
+    assert res["qwen2_soft"] and res["llama_soft"]
+
+
+def test_plugin_is_inert_unless_selected():
+    code = r"""
+import json
+from sglang.srt.plugins import load_plugins
+load_plugins()
+from sglang.srt.model_executor.model_runner import ModelRunner
+from softthink.sglang_glue import plugin
+print(json.dumps([plugin.registered(), getattr(ModelRunner.sample, "__wrapped__", None) is not None]))
+"""
+    env = {k: "" for k in ("SOFTTHINK_SGLANG_DRIVER", "SGLANG_PLUGINS")}
+    assert _run_py(code, env) == [None, False]
+
+
+def test_refusals_on_real_server_args():
+    from sglang.srt.server_args import ServerArgs
+
+    from softthink.sglang_glue.launch import UnsupportedMode, check_server_args
+
+    assert check_server_args(ServerArgs(model_path="x")) == []
+    for bad in ({"pp_size": 2}, {"speculative_algorithm": "EAGLE"}, {"enable_mixed_chunk": True},
+                {"attn_dp_size": 2}, {"enable_dp_attention": True}):
+        fields = {"model_path": "x", **bad}
+        with pytest.raises(UnsupportedMode, match="refuses"):
+            check_server_args(fields)
+    try:
+        sa = ServerArgs(model_path="x", enable_mixed_chunk=True)
+    except Exception:
+        return
+    with pytest.raises(UnsupportedMode):
+        check_server_args(sa)
+
+
+def test_launch_flags_parse_with_release_cli():
+    import argparse
+
+    from sglang.srt.server_args import ServerArgs
+
+    from softthink.sglang_glue.launch import LaunchOptions
+
+    opts = LaunchOptions(model_path="m", tp_size=2, num_gpus=8, cuda_graph_bs=[1, 2, 4, 8], mem_fraction_static=0.8,
+                         max_running_requests=64, deterministic=True, disable_cuda_graph=True, nnodes=2, node_rank=1,
+                         dist_init_addr="10.0.0.1:5000")
+    cmd = opts.server_command()
+    argv = cmd[cmd.index("sglang.launch_server") + 1:]
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+    ns = parser.parse_args(argv)
+    assert ns.tp_size == 2 and ns.dp_size == 4 and ns.cuda_graph_bs_decode == [1, 2, 4, 8]
+    assert ns.enable_custom_logit_processor and ns.disable_radix_cache and ns.enable_deterministic_inference
+    for k in opts.server_kwargs():
+        if k != "disable_cuda_graph":
+            assert hasattr(ns, k), k
+
+
+def test_model_subclass_forward_logic(monkeypatch):
+    """Decode feeds `tables.mix(...)` as input_embeds; extend resets the batch's rows and passes ids through."""
+    import importlib
+
+    from sglang.srt.model_executor.forward_batch_info import ForwardMode
+
+    from softthink.sglang_glue import tables as T
+    from softthink.sglang_glue.models import soft_classes
+
+    soft = soft_classes(["Qwen2ForCausalLM"])[0]
+    base = getattr(importlib.import_module(BASES["Qwen2ForCausalLM"]), "Qwen2ForCausalLM")
+    seen = {}
+
+    def fake_forward(self, input_ids, positions, forward_batch, input_embeds=None, get_embedding=False,
+                     pp_proxy_tensors=None):
+        seen["embeds"] = input_embeds
+        return "logits"
+
+    monkeypatch.setattr(base, "forward", fake_forward)
+    obj = soft.__new__(soft)
+    torch.nn.Module.__init__(obj)
+    obj.model = torch.nn.Module()
+    obj.model.embed_tokens = torch.nn.Embedding(30, 6)
+    obj.softthink_tables = tb = T.SoftStateTables(5, 3)
+    obj.softthink_embed_scale = None
+    tb.active[2] = True
+    tb.ids[2] = torch.tensor([1, 2, 3])
+    tb.w[2] = torch.tensor([0.5, 0.25, 0.25])
+    fb = types.SimpleNamespace(forward_mode=ForwardMode.DECODE, req_pool_indices=torch.tensor([2, 1, 0]))
+    ids = torch.tensor([7, 8, 0])
+    assert obj.forward(ids, None, fb) == "logits"
+    assert torch.equal(seen["embeds"], tb.mix(obj.model.embed_tokens.weight, fb.req_pool_indices, ids))
+    assert torch.equal(seen["embeds"][1], obj.model.embed_tokens.weight[8])
+    fb = types.SimpleNamespace(forward_mode=ForwardMode.EXTEND, req_pool_indices=torch.tensor([2]))
+    obj.forward(ids[:1], None, fb)
+    assert seen["embeds"] is None and not bool(tb.active[2]) and bool(tb.fresh[2])
+
+
+def test_engine_refuses_without_cuda():
+    from softthink.sglang_glue.launch import SGLangEngine, SGLangUnavailable
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(SGLangUnavailable, match="transformers engine"):
+        SGLangEngine("some/model")
