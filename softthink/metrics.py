@@ -204,15 +204,19 @@ def maj_at_n(df: pd.DataFrame) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def rates(df: pd.DataFrame) -> dict[str, float]:
-    """Shares of samples: truncation, thinking-unfinished, Cold-Stop, answer-abort, no-answer; mean `</think>` step."""
+def rates(df: pd.DataFrame, thinking: bool = True) -> dict[str, float]:
+    """Shares of samples: truncation, thinking-unfinished, Cold-Stop, answer-abort, no-answer; mean `</think>` step.
+
+    ``thinking=False`` (NoThinking: the prompt already closed the think block) leaves the thinking-unfinished rate
+    undefined (NaN).
+    """
     total = len(df)
     if total == 0:
         return {}
     steps = pd.to_numeric(df["think_end_step"], errors="coerce")
     return {
         "truncation_rate": float((df["finish_reason"] == "length").mean()),
-        "thinking_unfinished_rate": float(df["think_end_reason"].isna().mean()),
+        "thinking_unfinished_rate": float(df["think_end_reason"].isna().mean()) if thinking else float("nan"),
         "cold_stop_rate": float((df["think_end_reason"] == "cold_stop").mean()),
         "answer_abort_rate": float((df["finish_reason"] == "abort").mean()),
         "no_answer_rate": float(df["status"].isin(NO_ANSWER_STATUSES).mean()),
@@ -261,12 +265,13 @@ def default_ks(n_min: int) -> list[int]:
 
 def summarize(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str, Any]] | None = None, *,
               n_resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-              ks: Sequence[int] | None = None) -> dict[str, Any]:
+              ks: Sequence[int] | None = None, thinking: bool = True) -> dict[str, Any]:
     """All §5 metrics of one run (rates and accuracies as fractions in [0, 1], lengths in tokens).
 
     ``samples`` are generation records (``item_index``, ``sample_index``, ``num_tokens``, ``finish_reason``,
     ``think_end_reason``, ``think_end_step``); ``grades`` are grade records (``item_index``, ``sample_index``,
-    ``correct``, ``status``, ``extracted``, optional ``judge`` = ``{"correct", "status", ...}``).
+    ``correct``, ``status``, ``extracted``, optional ``judge`` = ``{"correct", "status", ...}``). ``thinking``:
+    False for runs whose prompt closes the think block (NoThinking).
     """
     df = sample_table(samples, grades)
     items = item_table(df)
@@ -294,7 +299,7 @@ def summarize(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str
         "len_correct_std": boot["len_correct"]["std"],
         "len_correct_ci95": boot["len_correct"]["ci95"],
         "len_correct_samples": len_correct_samples(df),
-        **rates(df),
+        **rates(df, thinking=thinking),
         "status_counts": status_counts,
         "timeouts": int(df["status"].isin(TIMEOUT_STATUSES).sum()),
         "errors": int(df["status"].isin(ERROR_STATUSES).sum()),

@@ -37,6 +37,37 @@ on batch order and a resumed batch replays it from its start, which is also equa
 
 Grading always runs in a separate process (EVALUATION.md principle 1): :func:`grade_run` spawns
 ``python -m softthink grade RUN_DIR``.
+
+Run spec (YAML; every key is validated before anything loads, an unknown key is one error naming it)::
+
+    model: tiny-random-llama        # required: bundled alias, HF id or local path
+    dataset: gsm8k                  # required: a softthink.data name
+    start: 0                        # items[start:end], then at most `limit` of them
+    end: null
+    limit: 20
+    n: 4                            # samples per item
+    device: auto                    # auto = cuda if available, else cpu
+    dtype: auto                     # auto = bfloat16 on cuda, float32 on cpu
+    engine: hf                      # hf | sglang
+    batch_size: null                # overrides generation.batch_size
+    runs_dir: null                  # else $SOFTTHINK_RUNS_DIR, else ./runs
+    gpqa_options: official_fixed    # official_fixed | per_sample (GPQA option order, EVALUATION.md §3.2)
+    generation:                     # GenerationConfig keys (ALGORITHM.md §8), nested or dotted
+      method: soft
+      preset: corrected
+      max_new_tokens: 32768
+      seed: 0
+      think: {temperature: 0.6, top_k: 30, top_p: 0.95, min_p: 0.001, max_topk: 10}
+      cold_stop: {threshold: 0.01, length: 256}
+    grader:
+      mode: suite                   # suite | official
+      aime2024_key: fixed           # fixed | original
+      judge: false                  # or true, or {model: gpt-4.1-2025-04-14, api_key_env: OPENAI_API_KEY,
+                                    #   base_url: null, max_retries: 3, timeout_s: 60, cache_dir: cache/judge}
+
+``python -m softthink run --config spec.yaml --set generation.think.max_topk=5 --set n=2`` generates (resuming if
+the directory exists) then grades in a subprocess and prints the table; ``grade RUN_DIR [--mode official]
+[--judge] [--regrade]``; ``summarize RUN_DIR... [--csv F] [--baseline RUN_DIR]``.
 """
 from __future__ import annotations
 
@@ -578,8 +609,10 @@ class RunDir:
     def traces_dir(self) -> Path:
         return self.path / TRACES_DIR
 
-    def grades_path(self, grader_version: str, mode: str) -> Path:
-        return self.grades_dir / f"{_slug_part(grader_version)}-{mode}.jsonl"
+    def grades_path(self, grader_version: str, mode: str, variant: str | None = None) -> Path:
+        """``grades/<grader_version>[-<variant>]-<mode>.jsonl`` (the label always ends in ``-<mode>``)."""
+        mid = f"-{variant}" if variant else ""
+        return self.grades_dir / f"{_slug_part(grader_version)}{mid}-{mode}.jsonl"
 
     def config(self) -> dict[str, Any]:
         return json.loads(self.config_path.read_text())
@@ -650,6 +683,11 @@ def _write_config(rd: RunDir) -> None:
         old = rd.config()
         if old.get("hash") != rd.hash:
             raise RuntimeError(f"{rd.path}: config.json has hash {old.get('hash')!r}, expected {rd.hash!r}")
+        # grader settings are not part of the key: the latest spec's grader is what `grade RUN_DIR` uses
+        grader = scrub_secrets(dataclasses.asdict(rd.spec.grader))
+        if old.get("spec", {}).get("grader") != grader:
+            old["spec"]["grader"] = grader
+            write_json_atomic(rd.config_path, old)
         return
     body = {
         "hash": rd.hash,
@@ -844,7 +882,7 @@ def grader_version() -> str:
 
 
 def grade_run(run_dir: str | os.PathLike, mode: str | None = None, judge: bool | None = None,
-              timeout_s: float | None = None) -> Path:
+              timeout_s: float | None = None, regrade: bool = False) -> Path:
     """Grade a run in a **fresh** ``python -m softthink grade`` process (never in the generating process).
 
     Returns the grades file path. Raises ``RuntimeError`` if the grading process fails.
@@ -854,6 +892,8 @@ def grade_run(run_dir: str | os.PathLike, mode: str | None = None, judge: bool |
         cmd += ["--mode", mode]
     if judge is not None:
         cmd += ["--judge" if judge else "--no-judge"]
+    if regrade:
+        cmd += ["--regrade"]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -861,13 +901,21 @@ def grade_run(run_dir: str | os.PathLike, mode: str | None = None, judge: bool |
     if res.returncode != 0:
         raise RuntimeError(f"grading process exited with {res.returncode}: {' '.join(cmd)}")
     rd = RunDir.open(run_dir)
-    mode = mode or (rd.spec.grader.mode if rd.spec else "suite")
-    return rd.grades_path(grader_version(), mode)
+    spec = rd.spec
+    mode = mode or (spec.grader.mode if spec else "suite")
+    aime_original = spec is not None and spec.dataset == "aime2024" and spec.grader.aime2024_key == "original"
+    return rd.grades_path(grader_version(), mode, variant="aime_original" if aime_original else None)
 
 
 def grade_in_process(run_dir: str | os.PathLike, mode: str | None = None, judge: bool | None = None,
-                     judge_client: Any = None) -> Path:
-    """The body of ``python -m softthink grade``: rule-grade every sample, optionally judge, write grades + summary."""
+                     judge_client: Any = None, regrade: bool = False) -> Path:
+    """The body of ``python -m softthink grade``: rule-grade every sample, optionally judge, write grades + summary.
+
+    Grader settings come from the run's ``config.json`` (the latest spec that generated into it), ``mode`` and
+    ``judge`` override them. Records of an earlier grading with the same grader version, mode, text and gold are
+    reused unless ``regrade`` (grader timeouts are always retried); the judge step always runs (its calls are cached
+    on disk). The grades file is rewritten atomically and ``summary.json`` refreshed.
+    """
     from softthink import grading
     from softthink.data import load_dataset
 
@@ -877,40 +925,47 @@ def grade_in_process(run_dir: str | os.PathLike, mode: str | None = None, judge:
     mode = mode or spec.grader.mode
     if mode not in GRADER_MODES:
         raise ConfigError(f"--mode: {mode!r} is not allowed; choose one of {', '.join(GRADER_MODES)}")
-    dataset = load_dataset(spec.dataset, aime2024_key=spec.grader.aime2024_key)
+    aime_key = spec.grader.aime2024_key
+    dataset = load_dataset(spec.dataset, aime2024_key=aime_key)
     by_index = {it.index: it for it in dataset.items}
     samples = read_jsonl(rd.samples_path)
-    jobs = []
+    path = rd.grades_path(grader_version(), mode, variant="aime_original" if (
+        spec.dataset == "aime2024" and aime_key == "original") else None)
+    previous = {} if regrade else {(r["item_index"], r["sample_index"]): r for r in read_jsonl(path)}
+
+    jobs, records, todo = [], [], []
     for s in samples:
         item = by_index[int(s["item_index"])]
         gold = s.get("gpqa_gold")  # per-sample GPQA option order: the gold letter moved
-        jobs.append((item, s.get("text") or "", gold if gold is not None else item.answer))
-    grades = _grade_all(grading, spec.dataset, jobs, mode)
-    records = []
-    for s, (item, text, gold), g in zip(samples, jobs, grades):
-        gd = g.to_dict() if hasattr(g, "to_dict") else dict(g)
-        records.append({
-            "item_index": int(s["item_index"]),
-            "sample_index": int(s["sample_index"]),
-            "sample_uid": s.get("sample_uid"),
-            "text_sha256": sha256_text(text),
-            "mode": mode,
-            "gold": gold if isinstance(gold, (str, int, float)) else None,
-            **gd,
-            "truncated": s.get("finish_reason") == "length",
-        })
+        gold = gold if gold is not None else item.answer
+        text = s.get("text") or ""
+        job = (item, text, gold)
+        jobs.append(job)
+        rec = {"item_index": int(s["item_index"]), "sample_index": int(s["sample_index"]),
+               "sample_uid": s.get("sample_uid"), "text_sha256": sha256_text(text), "mode": mode,
+               "grader_version": grader_version(), "aime2024_key": aime_key if spec.dataset == "aime2024" else None,
+               "gold": gold if isinstance(gold, (str, int, float)) else None,
+               "truncated": s.get("finish_reason") == "length"}
+        old = previous.get((rec["item_index"], rec["sample_index"]))
+        if (old is not None and old.get("text_sha256") == rec["text_sha256"] and old.get("gold") == rec["gold"]
+                and old.get("status") != "timeout"):
+            rec.update({k: old.get(k) for k in ("correct", "extracted", "status", "detail")})
+        else:
+            todo.append(len(records))
+        records.append(rec)
+    if todo:
+        graded = _grade_all(grading, spec.dataset, [jobs[i] for i in todo], mode)
+        for i, g in zip(todo, graded):
+            records[i].update(g.to_dict() if hasattr(g, "to_dict") else dict(g))
+
     use_judge = spec.grader.judge.enabled if judge is None else judge
-    judge_label = None
     if use_judge:
         from softthink import judge as judge_mod
 
         j = judge_mod.Judge.from_spec(spec.grader.judge, client=judge_client)
-        judge_label = j.label()
         for rec, (item, text, gold) in zip(records, jobs):
             rec["judge"] = j.judge_sample(dataset=spec.dataset, reference=_reference_text(gold), completion=text,
                                           rule_correct=rec.get("correct"))
-    gv = grader_version()
-    path = rd.grades_path(gv, mode)
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in records))
     write_summary(rd)
     return path
@@ -964,7 +1019,7 @@ def summarize_dir(run_dir: str | os.PathLike | RunDir) -> dict[str, Any]:
         "grades": {},
     }
     for label, grades in load_grades(rd).items():
-        m = metrics.summarize(samples, grades, seed=0)
+        m = metrics.summarize(samples, grades, seed=0, thinking=gen.get("method") != "nothinking")
         m["grader"] = label
         judged = [g.get("judge") for g in grades if g.get("judge")]
         if judged:
@@ -1091,7 +1146,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_grade(args) -> int:
-    path = grade_in_process(args.run_dir, mode=args.mode, judge=args.judge)
+    path = grade_in_process(args.run_dir, mode=args.mode, judge=args.judge, regrade=args.regrade)
     print(f"grades: {path}")
     return 0
 
@@ -1124,6 +1179,7 @@ def add_commands(subparsers) -> None:
     g.add_argument("--mode", choices=GRADER_MODES, default=None, help="grader mode (default: the spec's)")
     g.add_argument("--judge", dest="judge", action="store_true", default=None, help="also run the LLM judge")
     g.add_argument("--no-judge", dest="judge", action="store_false", help="rule grading only")
+    g.add_argument("--regrade", action="store_true", help="grade every sample again (default: reuse unchanged ones)")
     g.set_defaults(func=_cmd_grade)
 
     s = subparsers.add_parser("summarize", help="table of pass@1, lengths, rates and CIs for run directories")

@@ -26,15 +26,17 @@ TINY = "tiny-random-llama"
 
 
 class FakeGeneration:
-    def __init__(self, text, token_ids, uid, think_end_step):
+    def __init__(self, text, token_ids, uid, think_end_step, trace=False):
         self.text = text
         self.token_ids = token_ids
         self.sample_uid = uid
         self.think_end_step = think_end_step
+        self.trace = {"token": token_ids, "entropy": [0.5] * len(token_ids)} if trace else None
 
     def to_dict(self):
         n = len(self.token_ids)
-        return {"text": self.text, "token_ids": self.token_ids, "num_tokens": n,
+        extra = {"trace": self.trace} if self.trace is not None else {}
+        return {**extra, "text": self.text, "token_ids": self.token_ids, "num_tokens": n,
                 "num_thinking_tokens": self.think_end_step or n, "num_answer_tokens": n - (self.think_end_step or n),
                 "finish_reason": "eos" if self.think_end_step else "length",
                 "think_end_reason": "marker" if self.think_end_step else None, "think_end_step": self.think_end_step,
@@ -67,7 +69,7 @@ class FakeEngine:
             text = "hmm " * rng.randint(1, 5) + (f"</think>The answer is \\boxed{{{answer}}}" if finished else "and")
             ids = list(text.encode())
             self.produced += 1
-            yield i, FakeGeneration(text, ids, uids[i], 10 if finished else None)
+            yield i, FakeGeneration(text, ids, uids[i], 10 if finished else None, trace=cfg.trace)
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +347,18 @@ def test_sample_records(tok, runs_root):
     assert len(seen) == 2  # one prompt per item
 
 
+def test_traces_go_to_their_own_files(tok, runs_root):
+    import gzip
+
+    spec = runs.RunSpec.from_dict(spec_dict(limit=2, n=1, generation={"method": "soft", "trace": True}))
+    rd = runs.generate_run(spec, engine=FakeEngine(tok), progress=False)
+    recs = runs.read_jsonl(rd.samples_path)
+    assert all("trace" not in r for r in recs)
+    for r in recs:
+        tr = json.loads(gzip.decompress(runs._trace_path(rd, r["item_index"], r["sample_index"]).read_bytes()))
+        assert tr["token"] == r["token_ids"]
+
+
 def test_lock_blocks_a_second_generator(tmp_path):
     with runs.run_lock(tmp_path):
         with pytest.raises(RuntimeError, match="another process"):
@@ -381,6 +395,27 @@ def test_grade_run_uses_a_separate_process(tok, runs_root, monkeypatch):
     m = summary["grades"][label]
     assert m["n_samples"] == 6 and m["n_items"] == 3 and summary["complete"]
     assert m["pass@1"] == pytest.approx(sum(g["correct"] is True for g in grades) / 6)
+
+
+def test_grades_reused_unless_regrade_and_latest_grader_spec_wins(tok, runs_root, monkeypatch):
+    spec = runs.RunSpec.from_dict(spec_dict(limit=2, n=2))
+    rd = runs.generate_run(spec, engine=FakeEngine(tok), progress=False)
+    first = runs.read_jsonl(runs.grade_in_process(rd.path))
+    calls = []
+    real = runs._grade_all
+    monkeypatch.setattr(runs, "_grade_all", lambda g, d, jobs, m: calls.append(len(jobs)) or real(g, d, jobs, m))
+    again = runs.read_jsonl(runs.grade_in_process(rd.path))
+    assert calls == [] and again == first
+    runs.grade_in_process(rd.path, regrade=True)
+    assert calls == [4]
+    # same outputs, another grader: same directory, config.json now names the new grader
+    spec2 = runs.RunSpec.from_dict(spec_dict(limit=2, n=2, grader={"mode": "official"}))
+    eng = FakeEngine(tok)
+    assert runs.generate_run(spec2, engine=eng, progress=False).path == rd.path and eng.produced == 0
+    assert rd.config()["spec"]["grader"]["mode"] == "official"
+    path = runs.grade_in_process(rd.path)
+    assert path.name.endswith("-official.jsonl")
+    assert set(json.loads(rd.summary_path.read_text())["grades"]) == {path.stem, path.stem[:-len("official")] + "suite"}
 
 
 def test_summarize_runs_frame_and_cli(tok, runs_root, tmp_path):
