@@ -640,7 +640,10 @@ def mbpp_entry_point(item: Any) -> str | None:
     (``def`` or ``class``); else the first called non-builtin name."""
     defined: set[str] = set()
     try:
-        for node in ast.parse(_field(item, "code") or "").body:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            body = ast.parse(_field(item, "code") or "").body
+        for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 defined.add(node.name)
     except SyntaxError:

@@ -44,6 +44,17 @@ def fence(code: str, tag: str = "python") -> str:
     return f"<think>\nok\n</think>\nSolution:\n```{tag}\n{code}\n```\n"
 
 
+def _grade_all(dataset, items, pairs, mode):
+    """Grade with the official timeout; items that time out are re-graded alone with a long timeout. The tests
+    are about the solutions' correctness: on a loaded 2-core machine a CPU-heavy reference (MBPP 123 needs ~2-3 s
+    of CPU) can miss the wall-clock limit, which says nothing about the harness (timeouts are tested elsewhere)."""
+    grades = grade_code_many(dataset, pairs, mode=mode, workers=WORKERS)
+    slow = [i for i, g in enumerate(grades) if g.status == "timeout"]
+    for i in slow:
+        grades[i] = grade_code(dataset, pairs[i][0], pairs[i][1], mode=mode, timeout=60.0)
+    return grades, [items[i].id for i in slow]
+
+
 def _failures(items, grades):
     return {it.id: (g.status, g.detail.get("stderr", "")[-300:]) for it, g in zip(items, grades) if g.status != "passed"}
 
@@ -59,7 +70,7 @@ def test_humaneval_program_layout(humaneval):
 def test_humaneval_canonical_solutions_all_pass_suite(humaneval):
     # what chat models return: the whole function (prompt + body), in a fence after </think>
     pairs = [(it, fence(it.meta["prompt"] + it.meta["canonical_solution"])) for it in humaneval.items]
-    grades = grade_code_many("humaneval", pairs, mode="suite", workers=WORKERS)
+    grades, _slow = _grade_all("humaneval", humaneval.items, pairs, "suite")
     assert _failures(humaneval.items, grades) == {}
     assert all(g.correct is True and g.detail["extraction"] == "fence" for g in grades)
 
@@ -67,7 +78,7 @@ def test_humaneval_canonical_solutions_all_pass_suite(humaneval):
 def test_humaneval_canonical_solutions_all_pass_official(humaneval):
     # official: the body alone in the last ```python block of the full text, appended to the prompt
     pairs = [(it, "```python\n" + it.meta["canonical_solution"] + "```") for it in humaneval.items]
-    grades = grade_code_many("humaneval", pairs, mode="official", workers=WORKERS)
+    grades, _slow = _grade_all("humaneval", humaneval.items, pairs, "official")
     assert _failures(humaneval.items, grades) == {}
 
 
@@ -108,7 +119,7 @@ def test_mbpp_program_layout(mbpp):
 def test_mbpp_reference_solutions_pass(mbpp, mode):
     tag = "python" if mode == "official" else "Python"
     pairs = [(it, fence(it.meta["code"], tag)) for it in mbpp.items]
-    grades = grade_code_many("mbpp", pairs, mode=mode, workers=WORKERS)
+    grades, _slow = _grade_all("mbpp", mbpp.items, pairs, mode)
     failing = {int(it.id): g.status for it, g in zip(mbpp.items, grades) if g.status != "passed"}
     assert set(failing) == set(MBPP_REFERENCE_EXPECTED_FAILURES), _failures(mbpp.items, grades)
     assert all(g.detail["entry_point"] for g in grades)

@@ -393,7 +393,7 @@ STDIN_TESTS = [{"input": "1 2\n", "output": "3\n"}, {"input": "10 -4\n", "output
     ("import time\ntime.sleep(100)", "timeout"),
 ])
 def test_lcb_stdin_grading(code, status):
-    g = grade_code("livecodebench", lcb_item(STDIN_TESTS), fence(code), timeout=1.0)
+    g = grade_code("livecodebench", lcb_item(STDIN_TESTS), fence(code), timeout=2.0)
     if code.endswith("print(float(a + b))"):
         # 3.0 vs 3: Decimal('3.0') == Decimal('3') is True, so LCB accepts it; the third test (big ints) fails
         # because float loses digits.
@@ -453,9 +453,9 @@ def test_lcb_functional_plain_function_nested_tuple_and_timeout():
             "        return n\n")
     item = lcb_item([{"input": "1", "output": "1"}, {"input": "2", "output": "2"}, {"input": "3", "output": "3"}], "f")
     t0 = time.monotonic()
-    g = grade_code("livecodebench", item, fence(slow), timeout=1.0)
+    g = grade_code("livecodebench", item, fence(slow), timeout=2.0)
     assert g.status == "timeout" and g.detail["codes"] == [1, -3]
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < 10   # the per-test alarm fired, long before the global bound (2+1)*3+5 s
     g = grade_code("livecodebench", item, fence("class Solution:\n    def g(self, n):\n        return n\n"))
     assert g.status == "runtime_error" and g.detail["codes"] == [-1]        # method missing: load error
     g = grade_code("livecodebench", item, fence("import os\nos._exit(0)\n"))
