@@ -24,8 +24,8 @@ Definitions (all means unweighted):
 * **Len-CorrectSamples** (suite extra) = mean of ``ℓ_ij`` over correct samples only.
 * **token change %** against a baseline: ``100 · (L_method − L_base) / L_base`` (negative = fewer tokens; the paper's
   "↓ x %" is the negated value).
-* rates (share of samples): truncation = finish reason ``length``; thinking-unfinished = the engine ended without a
-  ``</think>`` (``think_end_reason`` is None); Cold-Stop = ``think_end_reason == "cold_stop"``; answer-abort = finish
+* rates (share of samples): truncation = finish reason ``length``; thinking-unfinished = no ``</think>`` in the
+  output (neither an engine-reported end of thinking nor the marker in the text; undefined for NoThinking); Cold-Stop = ``think_end_reason == "cold_stop"``; answer-abort = finish
   reason ``abort``; no-answer = grade status ``no_answer`` or ``no_code``.
 * uncertainty: bootstrap over items (default 1000 resamples, seeded ``numpy.random.default_rng(seed)``): sample std
   (ddof = 1) and the 2.5 / 97.5 percentiles (95 % CI) of pass@1, Len-All and Len-Correct.
@@ -95,8 +95,12 @@ def _truthy(v: Any) -> bool:
     return bool(v)
 
 
-def sample_table(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str, Any]] | None = None) -> pd.DataFrame:
+def sample_table(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str, Any]] | None = None,
+                 think_end_str: str = "</think>") -> pd.DataFrame:
     """One row per sample: the generation record joined with its grade on ``(item_index, sample_index)``.
+
+    ``think_ended``: the engine reported an end of thinking (``think_end_reason``) or the output text contains
+    ``think_end_str`` (engines that only track the marker for soft methods).
 
     A sample without a grade gets ``status = "ungraded"`` and ``correct = None``. Duplicate sample keys are an error
     (the results store guarantees uniqueness; a duplicate would silently double-weight an item).
@@ -110,9 +114,10 @@ def sample_table(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[
             "finish_reason": s.get("finish_reason"),
             "think_end_reason": s.get("think_end_reason"),
             "think_end_step": s.get("think_end_step"),
+            "think_ended": s.get("think_end_reason") is not None or think_end_str in (s.get("text") or ""),
         })
     df = pd.DataFrame(rows, columns=["item_index", "sample_index", "num_tokens", "finish_reason", "think_end_reason",
-                                     "think_end_step"])
+                                     "think_end_step", "think_ended"])
     if df.duplicated(["item_index", "sample_index"]).any():
         dup = df[df.duplicated(["item_index", "sample_index"], keep=False)].iloc[0]
         raise ValueError(f"duplicate sample (item_index={dup.item_index}, sample_index={dup.sample_index})")
@@ -205,7 +210,8 @@ def maj_at_n(df: pd.DataFrame) -> float:
 
 
 def rates(df: pd.DataFrame, thinking: bool = True) -> dict[str, float]:
-    """Shares of samples: truncation, thinking-unfinished, Cold-Stop, answer-abort, no-answer; mean `</think>` step.
+    """Shares of samples: truncation, thinking-unfinished (no end of thinking, see :func:`sample_table`), Cold-Stop,
+    answer-abort, no-answer; mean `</think>` step.
 
     ``thinking=False`` (NoThinking: the prompt already closed the think block) leaves the thinking-unfinished rate
     undefined (NaN).
@@ -216,7 +222,7 @@ def rates(df: pd.DataFrame, thinking: bool = True) -> dict[str, float]:
     steps = pd.to_numeric(df["think_end_step"], errors="coerce")
     return {
         "truncation_rate": float((df["finish_reason"] == "length").mean()),
-        "thinking_unfinished_rate": float(df["think_end_reason"].isna().mean()) if thinking else float("nan"),
+        "thinking_unfinished_rate": float((~df["think_ended"].astype(bool)).mean()) if thinking else float("nan"),
         "cold_stop_rate": float((df["think_end_reason"] == "cold_stop").mean()),
         "answer_abort_rate": float((df["finish_reason"] == "abort").mean()),
         "no_answer_rate": float(df["status"].isin(NO_ANSWER_STATUSES).mean()),
@@ -265,7 +271,8 @@ def default_ks(n_min: int) -> list[int]:
 
 def summarize(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str, Any]] | None = None, *,
               n_resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-              ks: Sequence[int] | None = None, thinking: bool = True) -> dict[str, Any]:
+              ks: Sequence[int] | None = None, thinking: bool = True,
+              think_end_str: str = "</think>") -> dict[str, Any]:
     """All §5 metrics of one run (rates and accuracies as fractions in [0, 1], lengths in tokens).
 
     ``samples`` are generation records (``item_index``, ``sample_index``, ``num_tokens``, ``finish_reason``,
@@ -273,7 +280,7 @@ def summarize(samples: Iterable[Mapping[str, Any]], grades: Iterable[Mapping[str
     ``correct``, ``status``, ``extracted``, optional ``judge`` = ``{"correct", "status", ...}``). ``thinking``:
     False for runs whose prompt closes the think block (NoThinking).
     """
-    df = sample_table(samples, grades)
+    df = sample_table(samples, grades, think_end_str=think_end_str)
     items = item_table(df)
     ns = items["n"].tolist()
     cs = items["c"].tolist()

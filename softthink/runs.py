@@ -712,12 +712,11 @@ def sample_uid(item_index: int, sample_index: int) -> int:
 
 
 def _build_engine(spec: RunSpec):
-    if spec.engine == "sglang":
-        try:
-            from softthink.sglang_glue.engine import SGLangEngine  # type: ignore
-        except ImportError as e:
-            raise ConfigError(f"engine: 'sglang' is not available here ({e}); use engine: hf") from None
-        return SGLangEngine.from_spec(spec)  # pragma: no cover - needs a GPU server
+    if spec.engine == "sglang":  # pragma: no cover - needs a GPU and the sglang extra
+        from softthink.sglang_glue.launch import SGLangEngine
+
+        tokenizer = load_tokenizer(spec.model) if spec.model.startswith("tiny-random-") else None
+        return SGLangEngine(spec.model, tokenizer=tokenizer)
     from softthink.engine import HFEngine
     from softthink.models import load_model
 
@@ -759,6 +758,16 @@ def _trace_path(rd: RunDir, item_index: int, sample_index: int) -> Path:
 
 def _ids_hash(ids: Sequence[int]) -> str:
     return sha256_text(",".join(map(str, ids)))
+
+
+def _iter_generations(engine: Any, prompts: list[list[int]], cfg: Any, uids: list[int]) -> Iterator[tuple[int, Any]]:
+    """``engine.generate_iter`` (HFEngine; its own progress bar off), or ``engine.generate`` (SGLangEngine)."""
+    it = getattr(engine, "generate_iter", None)
+    if it is None:
+        yield from enumerate(engine.generate(prompts, cfg, sample_uids=uids))
+        return
+    quiet = {"progress": False} if "progress" in inspect.signature(it).parameters else {}
+    yield from it(prompts, cfg, sample_uids=uids, **quiet)
 
 
 def work_batches(items: Sequence[Any], n: int, batch_size: int) -> list[list[tuple[Any, int]]]:
@@ -811,7 +820,6 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=len(stored), desc=rd.path.name, unit="sample")
-        quiet = {"progress": False} if "progress" in inspect.signature(engine.generate_iter).parameters else {}
         mismatches = 0
         with JsonlAppender(rd.samples_path) as out:
             for work in batches:
@@ -823,7 +831,7 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
                     ids_hashes.append(_ids_hash(ids))
                     extras.append({"prompt_text_sha256": sha256_text(text), **extra})
                 uids = [sample_uid(it.index, j) for it, j in work]
-                for i, gen in engine.generate_iter(prompts_, cfg, sample_uids=uids, **quiet):
+                for i, gen in _iter_generations(engine, prompts_, cfg, uids):
                     it, j = work[i]
                     rec = _sample_record(it, j, uids[i], ids_hashes[i], extras[i], gen)
                     trace = rec.pop("trace", None)
@@ -1019,7 +1027,8 @@ def summarize_dir(run_dir: str | os.PathLike | RunDir) -> dict[str, Any]:
         "grades": {},
     }
     for label, grades in load_grades(rd).items():
-        m = metrics.summarize(samples, grades, seed=0, thinking=gen.get("method") != "nothinking")
+        m = metrics.summarize(samples, grades, seed=0, thinking=gen.get("method") != "nothinking",
+                              think_end_str=gen.get("think", {}).get("end_str", "</think>"))
         m["grader"] = label
         judged = [g.get("judge") for g in grades if g.get("judge")]
         if judged:

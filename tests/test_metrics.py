@@ -151,3 +151,12 @@ def test_judge_column_is_rule_or_judge_and_failures_counted():
 def test_token_change():
     assert metrics.token_change_pct(80, 100) == pytest.approx(-20.0)
     assert math.isnan(metrics.token_change_pct(80, 0))
+
+
+def test_thinking_unfinished_uses_engine_flag_or_marker_in_text():
+    samples = [_s(0, 0, 5, ter=None), _s(0, 1, 5, ter=None), _s(0, 2, 5, ter="cold_stop"), _s(0, 3, 5)]
+    samples[1]["text"] = "thought</think>answer"  # an engine that tracks the marker only for soft methods
+    s = metrics.summarize(samples, [], n_resamples=2)
+    assert s["thinking_unfinished_rate"] == pytest.approx(1 / 4)
+    assert s["cold_stop_rate"] == pytest.approx(1 / 4)
+    assert math.isnan(metrics.summarize(samples, [], n_resamples=2, thinking=False)["thinking_unfinished_rate"])
