@@ -89,7 +89,8 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, *, batch_size: int | None = None, progress: bool = True):
+    def __init__(self, model, tokenizer, *, batch_size: int | None = None, progress: bool = True,
+                 ignore_eos: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -97,8 +98,9 @@ class HFEngine:
         self.device = next(model.parameters()).device
         self.embedding = model.get_input_embeddings().weight
         self.vocab_size = model.config.vocab_size if hasattr(model.config, "vocab_size") else self.embedding.shape[0]
-        self.eos = eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos[0] if self.eos else 0)
+        self.eos = [] if ignore_eos else eos_ids(model, tokenizer)  # ignore_eos: fixed-length runs (benchmarks)
+        fallback = eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (fallback[0] if fallback else 0)
         self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self._head = model.get_output_embeddings()
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
