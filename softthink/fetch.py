@@ -6,7 +6,7 @@ Sources (EVALUATION.md §1, §4.4):
   shipped JSON layout (``{"prompt": [{"from": "user", "value": q}], "final_answer": a}``, ``indent=4``). Rebuilt
   files need not be byte-identical to the shipped copies (the hub data may have moved); ``softthink.data`` then
   reports the sha256 mismatch. GPQA-Diamond cannot be rebuilt (gated, and the frozen option shuffle's origin is
-  unknown): use ``--source github`` for it.
+  unknown), so its file is copied from the official repository as with ``--source github``.
 * ``--source github``: byte copies of the official repository's ``datasets/`` at the pinned commit, checked
   against the sha256 table.
 * LiveCodeBench tests always come from the hub: the raw ``test*.jsonl`` files of
@@ -255,8 +255,11 @@ def fetch_github(dest: Path, names: Sequence[str]) -> dict[str, str]:
     for name in names:
         for fname in DATASETS[name].files:
             target = dest / fname
-            with urllib.request.urlopen(GITHUB_RAW + fname, timeout=120) as r:  # noqa: S310 (fixed https URL)
-                data = r.read()
+            try:
+                with urllib.request.urlopen(GITHUB_RAW + fname, timeout=120) as r:  # noqa: S310 (fixed https URL)
+                    data = r.read()
+            except OSError as e:
+                raise FetchError(f"download of {GITHUB_RAW + fname} failed: {e}") from e
             digest = hashlib.sha256(data).hexdigest()
             if digest != SHA256[fname]:
                 raise FetchError(f"{fname}: downloaded sha256 {digest} differs from the pinned {SHA256[fname]}")
@@ -307,7 +310,12 @@ def main(dest: str | os.PathLike = "./data", datasets: Sequence[str] | None = No
         elif source == "hf":
             for name in names:
                 if name not in HF_BUILDERS:
-                    failures.append(f"{name}: no hub rebuild (gated data, unknown option shuffle); use --source github")
+                    print(f"{name}: no hub rebuild (gated data, unknown option shuffle); "
+                          f"copying the official file from {OFFICIAL_REPO}@{OFFICIAL_COMMIT[:7]} instead")
+                    try:
+                        manifest["files"].update(fetch_github(dest, [name]))
+                    except FetchError as e:
+                        failures.append(f"{name}: {e}")
                     continue
                 print(f"building {name} from the hub ...")
                 try:

@@ -178,3 +178,22 @@ def test_all_gsm8k_gold_answers_grade_correct():
     # and a shifted gold is wrong for every item (the check can fail)
     wrong = grade_many("gsm8k", [(it, c, "987654321") for it, c in entries[:50]], workers=2)
     assert not any(g.correct for g in wrong)
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+
+def test_code_datasets_dispatch_to_execution(monkeypatch):
+    from softthink import execution
+
+    calls = []
+
+    def fake_grade_code(dataset, item, completion, *, mode="suite"):
+        calls.append((dataset, completion, mode))
+        return Grade(correct=True, status="passed")
+
+    monkeypatch.setattr(execution, "grade_code", fake_grade_code)
+    monkeypatch.delattr(execution, "grade_code_many", raising=False)
+    item = Item(id="HumanEval/0", index=0, question="def f(): ...", answer={})
+    assert grade("humaneval", item, "```python\npass\n```", mode="official").status == "passed"
+    assert [g.status for g in grade_many("mbpp", [(item, "a"), (item, "b")])] == ["passed", "passed"]
+    assert calls == [("humaneval", "```python\npass\n```", "official"), ("mbpp", "a", "suite"), ("mbpp", "b", "suite")]
