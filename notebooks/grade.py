@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Grade — run directories → grades and summaries
 #
-# Runs in a fresh kernel, separate from generation; each run is graded by `softthink.runs.grade_run`, which spawns
-# its own `python -m softthink grade RUN_DIR` process (math-verify in a killable pool, code in the sandbox). Runs whose
-# grades are newer than their samples are skipped unless `force`. A run that fails to grade is reported and the others
+# Runs in a fresh kernel, separate from generation; the runs are graded in one separate `python -m softthink
+# grade-runs` process (`softthink.runs.grade_in_process` per run: math-verify in a killable pool, code in the
+# sandbox), so the grader never shares a process with an engine. Runs whose grades are newer than their samples are
+# skipped unless `force`. A run that fails to grade is reported and the others
 # continue; the notebook fails at the end if any did.
 
 # %% tags=["parameters"]
@@ -21,24 +22,16 @@ P = notebook_params("grade", globals())
 P.to_dict()
 
 # %%
-import time
-
 import pandas as pd
 
 from softthink import profiles, report, runs
 
 dirs = P.run_dirs or profiles.manifest_runs(P.manifest or None, P.runs_dir)
-status = []
-for d in dirs:
-    t0 = time.time()
-    if not P.force and profiles.grades_current(d, P.mode or None):
-        status.append({"run": d, "status": "cached", "seconds": 0.0, "error": ""})
-        continue
-    try:
-        runs.grade_run(d, mode=P.mode or None)
-        status.append({"run": d, "status": "ok", "seconds": round(time.time() - t0, 1), "error": ""})
-    except Exception as e:  # noqa: BLE001 - reported, the other runs continue
-        status.append({"run": d, "status": "failed", "seconds": round(time.time() - t0, 1), "error": f"{type(e).__name__}: {e}"})
+stale = [d for d in dirs if P.force or not profiles.grades_current(d, P.mode or None)]
+print(f"{len(dirs)} runs, {len(stale)} to grade")
+# one fresh grading process for all of them (never this kernel, never the generating process)
+status = profiles.grade_in_subprocess(stale, mode=P.mode or None)
+status += [{"run": d, "status": "cached", "seconds": 0.0, "error": ""} for d in dirs if d not in stale]
 pd.DataFrame(status)
 
 # %%

@@ -472,6 +472,49 @@ def grades_current(run_dir: str, mode: str | None = None) -> bool:
             and g.stat().st_mtime >= rd.samples_path.stat().st_mtime)
 
 
+def grade_in_subprocess(run_dirs: Sequence[str], mode: str | None = None, timeout_s: float | None = None
+                        ) -> list[dict[str, Any]]:
+    """Grade several runs in ONE fresh `python -m softthink grade-runs` process (never the generating one; one
+    math-verify / sandbox start-up for all). Returns one status dict per run; a run that fails does not stop the rest."""
+    import tempfile
+
+    if not run_dirs:
+        return []
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "status.json"
+        cmd = [sys.executable, "-m", "softthink", "grade-runs", "--status", str(out), *map(str, run_dirs)]
+        if mode:
+            cmd[4:4] = ["--mode", mode]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(repo_root()) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        try:
+            res = subprocess.run(cmd, env=env, timeout=timeout_s, capture_output=True, text=True)
+        except subprocess.TimeoutExpired:
+            return [{"run": d, "status": "failed", "seconds": None, "error": "grading process timed out"} for d in run_dirs]
+        if out.exists():
+            return json.loads(out.read_text())
+        err = (res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.returncode}"]
+        return [{"run": d, "status": "failed", "seconds": None, "error": err[0]} for d in run_dirs]
+
+
+def _cmd_grade_runs(args) -> int:
+    from softthink import runs
+
+    status = []
+    for d in args.run_dirs:
+        t0 = time.time()
+        try:
+            runs.grade_in_process(d, mode=args.mode)
+            status.append({"run": d, "status": "ok", "seconds": round(time.time() - t0, 2), "error": ""})
+        except Exception as e:  # noqa: BLE001 - reported; the other runs continue
+            status.append({"run": d, "status": "failed", "seconds": round(time.time() - t0, 2),
+                           "error": f"{type(e).__name__}: {e}"})
+        print(f"{status[-1]['status']:6s} {d} {status[-1]['error']}", flush=True)
+    if args.status:
+        Path(args.status).write_text(json.dumps(status, indent=1))
+    return 1 if any(s["status"] == "failed" for s in status) else 0
+
+
 def manifest_runs(manifest: str | Path | None, runs_dir: str | Path | None = None) -> list[str]:
     """Run directories named by a manifest (`build/<profile>/manifest.json`), else every run under `runs_dir`."""
     if manifest and Path(manifest).is_file():
@@ -493,12 +536,13 @@ def _fmt_s(s: float) -> str:
     return f"{s:6.1f}s" if s < 120 else f"{s / 60:5.1f}min"
 
 
-def reproduce(profile: str, gpus: int = 1, only: Sequence[str] = (), skip_report: bool = False,
+def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = (), skip_report: bool = False,
               runs_dir: str | None = None, build_root: str | None = None, figures_dir: str | None = None,
-              report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False) -> dict[str, Any]:
+              report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False,
+              params_root: str | Path | None = None) -> dict[str, Any]:
     """Run a whole profile (see the module docstring); returns the summary dict (also written to JSON)."""
     t0 = time.time()
-    prof = load_profile(profile)
+    prof = load_profile(profile, Path(params_root) if params_root else None)
     problems = validate_profile(prof)
     if problems:
         raise ConfigError(f"profile {profile!r} is not valid:\n  " + "\n  ".join(problems))
@@ -522,16 +566,20 @@ def reproduce(profile: str, gpus: int = 1, only: Sequence[str] = (), skip_report
     # ---- generation
     todo = []
     manifest: dict[str, str | None] = {}
+    first_of: dict[str, str] = {}
     for e in exps:
         status, rd, err = run_status(specs[e.name], runs_dir)
         manifest[e.name] = rd
+        if rd and rd in first_of:  # the same run as an earlier experiment (e.g. a sweep's centre point)
+            results.append(StepResult("generate", e.name, "cached", run_dir=rd, error=None))
+            say(f"  generate {e.name:40s} same run as {first_of[rd]}")
+            continue
+        if rd:
+            first_of[rd] = e.name
         if status == "cached":
             results.append(StepResult("generate", e.name, "cached", run_dir=rd))
             say(f"  generate {e.name:40s} cached  {rd}")
-        elif status == "error":
-            results.append(StepResult("generate", e.name, "failed", error=err))
-            say(f"  generate {e.name:40s} FAILED  {err}")
-        else:
+        else:  # new, partial, or not even plannable (the notebook then fails and shows why)
             todo.append((e, rd, status))
 
     def gen_one(job, slot: int) -> StepResult:
@@ -539,6 +587,8 @@ def reproduce(profile: str, gpus: int = 1, only: Sequence[str] = (), skip_report
         out = executed / f"generate-{e.name}.ipynb"
         side = sidecars / f"generate-{e.name}.json"
         env = {"CUDA_VISIBLE_DEVICES": str(slot)} if gpus > 1 else {}
+        if jobs > 1 and gpus <= 1:  # CPU workers share the cores
+            env.update({"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))})
         s0 = time.time()
         ok, err = execute_notebook(nbs["generate"], out, {"spec_file": str(specs[e.name]), "runs_dir": runs_dir,
                                                           "sidecar": str(side), "progress": False}, timeout_s, env)
@@ -549,9 +599,10 @@ def reproduce(profile: str, gpus: int = 1, only: Sequence[str] = (), skip_report
         return r
 
     if todo:
-        if gpus > 1:
-            with ThreadPoolExecutor(max_workers=gpus) as pool:
-                futs = [pool.submit(gen_one, job, i % gpus) for i, job in enumerate(todo)]
+        workers = max(gpus, jobs, 1)
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futs = [pool.submit(gen_one, job, i % max(gpus, 1)) for i, job in enumerate(todo)]
                 results += [f.result() for f in futs]
         else:
             results += [gen_one(job, 0) for job in todo]
@@ -638,7 +689,7 @@ def run_analysis(names: Sequence[str], runs_dir: str = "runs", figures_dir: str 
 
 def _cmd_reproduce(args) -> int:
     try:
-        s = reproduce(args.profile, gpus=args.gpus, only=args.only or (), skip_report=args.no_report,
+        s = reproduce(args.profile, gpus=args.gpus, jobs=args.jobs, only=args.only or (), skip_report=args.no_report,
                       runs_dir=args.runs_dir, build_root=args.build_dir, figures_dir=args.figures_dir,
                       report_dir=args.report_dir, timeout_s=args.timeout)
     except ConfigError as e:
@@ -704,6 +755,7 @@ def add_commands(subparsers) -> None:
                                                 "build tables, figures and the HTML report (cached steps skipped)")
     p.add_argument("--profile", default="demo", help="params/<profile>/ (demo, paper, sweep, methods, ci)")
     p.add_argument("--gpus", type=int, default=1, help="experiments run at once, one GPU each")
+    p.add_argument("--jobs", type=int, default=1, help="CPU: experiments generated at once (default 1)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--runs-dir", default=None)
@@ -735,6 +787,12 @@ def add_commands(subparsers) -> None:
     e.add_argument("--profile", required=True)
     e.add_argument("--out", default=None)
     e.set_defaults(func=_cmd_params_expand)
+
+    g = subparsers.add_parser("grade-runs", help="grade several run directories in this one process (CPU)")
+    g.add_argument("run_dirs", nargs="+")
+    g.add_argument("--mode", default=None)
+    g.add_argument("--status", default=None, help="write per-run status JSON here")
+    g.set_defaults(func=_cmd_grade_runs)
 
     n = subparsers.add_parser("notebooks", help="convert notebooks/*.py (jupytext) to ipynb and check conventions")
     n.add_argument("--out", default="build/notebooks")

@@ -58,25 +58,29 @@ def _first(df: pd.DataFrame, names: Iterable[str]) -> pd.Series | None:
     return None
 
 
-SETTING_COLUMNS = ["preset", "T", "top_p", "top_k", "min_p", "max_topk", "max_new_tokens", "cold_stop_tau",
+SETTING_COLUMNS = ["preset", "n", "T", "top_p", "top_k", "min_p", "max_topk", "max_new_tokens", "cold_stop_tau",
                    "cold_stop_L", "answer_mode", "noise", "seed", "engine"]
 
 
 def _auto_variant(df: pd.DataFrame, out: pd.DataFrame) -> pd.Series:
-    """Label runs of one (model, method) row that differ in settings: "max_topk=15, preset=corrected"."""
+    """Label runs that share a (model, method, dataset) cell but differ in settings.
+
+    The most common setting tuple of a (model, method) row is unlabelled; another run of an already occupied cell is
+    labelled by its differences from it ("max_topk=15, preset=corrected"). Per-benchmark tuned settings (one run per
+    dataset) stay in one row."""
     variant = pd.Series([""] * len(df), index=df.index, dtype=object)
     cols = [c for c in SETTING_COLUMNS if c in df.columns]
+    if not cols:
+        return variant
+    key = df[cols].astype(str).agg("|".join, axis=1)
     for _, idx in out.groupby(["model", "method"]).groups.items():
-        sub = df.loc[idx, cols]
-        multi = [c for c in cols if sub[c].astype(str).nunique() > 1]
-        if not multi:
-            continue
-        # several settings per dataset (e.g. tuned per benchmark) only split rows when a dataset has several runs
-        ds = out.loc[idx, "dataset"]
-        if not ds.duplicated().any():
-            continue
+        counts = key[idx].value_counts()
+        modal = sorted(counts[counts == counts.max()].index)[0]
+        dup = out.loc[idx].duplicated(["dataset"], keep=False)
         for i in idx:
-            variant[i] = ", ".join(f"{c}={df.at[i, c]}" for c in multi)
+            if key[i] != modal and dup[i]:
+                ref = dict(zip(cols, modal.split("|")))
+                variant[i] = ", ".join(f"{c}={df.at[i, c]}" for c in cols if str(df.at[i, c]) != ref[c])
     return variant
 
 
