@@ -3,7 +3,7 @@
 Grades the 1,319 GSM8K gold answers, each wrapped as ``</think>\\boxed{gold}``, with a 2-worker pool and
 prints items/s. Pool start-up (worker spawn + math-verify import) is timed separately from grading.
 
-    python tests/bench/bench_grading_math.py [--workers 2] [--mode suite]
+    python tests/bench/bench_grading_math.py [--workers 2] [--mode suite|official] [--pad-chars 4000]
 """
 from __future__ import annotations
 
@@ -20,10 +20,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mode", default="suite", choices=["suite", "official"])
+    ap.add_argument("--pad-chars", type=int, default=0,
+                    help="prepend about this many characters of thinking text (with inline LaTeX) to each completion")
     args = ap.parse_args()
 
     items = load_dataset("gsm8k").items
-    entries = [(it, f"Reasoning.\n</think>\nThe answer is \\boxed{{{it.answer}}}.") for it in items]
+    pad = ""
+    if args.pad_chars:
+        unit = "We have $x = \\frac{3}{4}$ so $2x + 1 = 2.5$, then 7 more steps. "
+        pad = unit * (args.pad_chars // len(unit) + 1)
+    entries = [(it, f"{pad}Reasoning.\n</think>\nThe answer is \\boxed{{{it.answer}}}.") for it in items]
 
     t0 = time.perf_counter()
     with MathGradePool(args.workers) as pool:
@@ -36,7 +42,7 @@ def main() -> None:
     for g in grades:
         statuses[g.status] = statuses.get(g.status, 0) + 1
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; workers={args.workers}; "
-          f"mode={args.mode}; context={pool.context}")
+          f"mode={args.mode}; context={pool.context}; completion length ~{len(entries[0][1])} chars")
     print(f"pool start-up: {t1 - t0:.2f} s")
     print(f"graded {len(grades)} items in {t2 - t1:.2f} s: {len(grades) / (t2 - t1):.1f} items/s "
           f"(correct {n_ok}/{len(grades)}; statuses {statuses})")
