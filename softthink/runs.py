@@ -1037,8 +1037,19 @@ def summarize_dir(run_dir: str | os.PathLike | RunDir) -> dict[str, Any]:
     return body
 
 
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
 def write_summary(rd: RunDir) -> dict[str, Any]:
-    body = summarize_dir(rd)
+    """Write ``summary.json`` (strict JSON: undefined metrics are null) atomically; returns its body."""
+    body = _nan_to_none(summarize_dir(rd))
     write_json_atomic(rd.summary_path, body)
     return body
 

@@ -390,7 +390,10 @@ def test_grade_run_uses_a_separate_process(tok, runs_root, monkeypatch):
         boxed = s["text"].split("\\boxed{")[-1].rstrip("}") if "</think>" in s["text"] else None
         gold = {0: "18", 1: "3", 2: "70000"}[g["item_index"]]
         assert g["correct"] is (boxed == gold), (s["text"], g)
-    summary = json.loads(rd.summary_path.read_text())
+    def strict(c):
+        raise ValueError(f"summary.json is not strict JSON: {c}")
+
+    summary = json.loads(rd.summary_path.read_text(), parse_constant=strict)
     label = path.stem
     m = summary["grades"][label]
     assert m["n_samples"] == 6 and m["n_items"] == 3 and summary["complete"]
