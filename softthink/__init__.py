@@ -3,30 +3,33 @@
     model, tok = softthink.load_model("smollm2-135m")
     engine = softthink.HFEngine(model, tok)
     gens = engine.generate([softthink.render_chat(tok, "What is 12 * 3?")], softthink.GenerationConfig())
+
+Names resolve lazily, so `import softthink.grading` (graders, sandbox workers) never imports torch.
 """
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-from softthink.chat import render_chat
-from softthink.config import ConfigError, GenerationConfig
-from softthink.engine import Generation, HFEngine, Trace
-from softthink.models import load_model
+_EXPORTS = {
+    "ConfigError": "softthink.config",
+    "GenerationConfig": "softthink.config",
+    "Generation": "softthink.engine",
+    "HFEngine": "softthink.engine",
+    "Trace": "softthink.engine",
+    "load_model": "softthink.models",
+    "render_chat": "softthink.chat",
+    "load_dataset": "softthink.data",
+    "grade": "softthink.grading",
+    "Grade": "softthink.grading",
+}
 
 
-def load_dataset(name: str, **kwargs):
-    """See softthink.data.load_dataset."""
-    from softthink.data import load_dataset as _load
-
-    return _load(name, **kwargs)
-
-
-def grade(dataset: str, item, completion: str, **kwargs):
-    """See softthink.grading.grade."""
-    from softthink.grading import grade as _grade
-
-    return _grade(dataset, item, completion, **kwargs)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'softthink' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "Generation", "GenerationConfig", "HFEngine", "Trace", "grade", "load_dataset",
-           "load_model", "render_chat", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]

@@ -29,6 +29,7 @@ THINK_EPS_T = 1e-6  # temperatures below this mean greedy (official `< 1e-6` rul
 METHOD_CODES = {"soft": 0, "cot_sample": 1, "cot_greedy": 1, "nothinking": 1, "coconut_tf": 2, "avg_embedding": 3,
                 "moi": 4, "swir": 5, "thinkrouter": 6}
 NOISE_CODES = {"none": 0, "gumbel": 1, "dirichlet": 2}
+ROUTER_SOURCES = {"filtered": 0, "tempered": 1, "raw": 2}
 SALT_DIRICHLET, SALT_GUMBEL, SALT_SAMPLE_THINK, SALT_SAMPLE_ANSWER = 1, 2, 3, 4
 
 
@@ -66,27 +67,40 @@ class Params:
     marker: torch.Tensor  # [B, m] ids of the think-end string
     # method parameters (ALGORITHM.md §9)
     moi_beta: torch.Tensor
+    moi_k: torch.Tensor  # candidates K_m of the MoI mixture
     router_threshold: torch.Tensor
     router_argmax: torch.Tensor  # bool
+    router_source: torch.Tensor  # ROUTER_SOURCES
     avg_k: torch.Tensor
+    swir_alpha0: torch.Tensor
+    swir_beta0: torch.Tensor
+    swir_window: torch.Tensor
+    swir_cap: torch.Tensor  # 0 = no cap
+    swir_answer_tokens: torch.Tensor
+    max_new: torch.Tensor  # max_new_tokens (SwiReasoning's schedules)
+    open_id: torch.Tensor  # last id of "<think>" (-1 if unknown)
+    newline_id: torch.Tensor  # id of "\n" (-1 if unknown)
 
     @classmethod
-    def from_config(cls, cfg, batch: int, marker_ids: list[int], device="cpu") -> "Params":
+    def from_config(cls, cfg, batch: int, marker_ids: list[int], device="cpu", open_id: int = -1,
+                    newline_id: int = -1) -> "Params":
         """Resolve a GenerationConfig into per-row tensors (all rows share cfg)."""
         t, a = cfg.think, cfg.answer
-        greedy_discrete = cfg.method == "cot_greedy" or (not cfg.is_soft and t.temperature < THINK_EPS_T)
+        # methods whose visible token is sampled in every phase with the thinking parameters (no answer section)
+        discrete = not cfg.is_soft or cfg.method in ("moi", "swir")
+        greedy_discrete = cfg.method == "cot_greedy" or (discrete and t.temperature < THINK_EPS_T)
         # answer temperature (ALGORITHM.md §3, B2): with source "thinking" the answer reuses the thinking T,
         # except that T_a < 1e-6 means greedy.
         if a.temperature_source == "thinking":
             t_ans = 0.0 if a.temperature < THINK_EPS_T else t.temperature
         else:
             t_ans = a.temperature
-        if not cfg.is_soft:  # discrete methods sample the whole output with the thinking parameters
+        if discrete:  # these methods sample the whole output with the thinking parameters
             t_ans = 0.0 if greedy_discrete else t.temperature
         f = lambda v, dt=torch.float32: torch.full((batch,), v, dtype=dt, device=device)  # noqa: E731
         i = lambda v: f(int(v), torch.int64)  # noqa: E731
         b = lambda v: f(bool(v), torch.bool)  # noqa: E731
-        discrete = not cfg.is_soft
+        cold_stop_methods = ("soft", "coconut_tf", "avg_embedding", "thinkrouter")
         return cls(
             method=i(METHOD_CODES[cfg.method]),
             temperature=f(0.0 if greedy_discrete else t.temperature),
@@ -94,28 +108,38 @@ class Params:
             top_p=f(t.top_p),
             min_p=f(t.min_p),
             sequential=b(t.filter_order == "sequential"),
-            max_topk=i(1 if discrete else (cfg.avg_embedding.k if cfg.method == "avg_embedding" else t.max_topk)),
-            entropy_raw=b(cfg.entropy.temperature == "raw"),
+            max_topk=i(1 if not cfg.is_soft else (cfg.avg_embedding.k if cfg.method == "avg_embedding" else t.max_topk)),
+            entropy_raw=b(cfg.entropy.temperature == "raw" or cfg.method == "swir"),  # SwiR: untempered entropy
             entropy_norm=b(cfg.entropy.normalise == "log_vocab"),
-            tau=f(cfg.cold_stop.threshold if cfg.is_soft else 0.0),
+            tau=f(cfg.cold_stop.threshold if cfg.method in cold_stop_methods else 0.0),
             cold_len=i(cfg.cold_stop.length),
             budget=i(t.budget),
-            answer_greedy_argmax=b(cfg.is_soft and a.mode == "greedy_argmax"),
+            answer_greedy_argmax=b(not discrete and a.mode == "greedy_argmax"),
             answer_temperature=f(t_ans),
             answer_top_k=i(t.top_k if discrete else a.top_k),
             answer_top_p=f(t.top_p if discrete else a.top_p),
             answer_min_p=f(t.min_p if discrete else a.min_p),
             answer_sequential=b((t.filter_order if discrete else a.filter_order) == "sequential"),
-            answer_abort=b(cfg.is_soft and cfg.cold_stop.answer_phase == "abort"),
-            noise=i(NOISE_CODES[cfg.noise.kind] if cfg.is_soft else 0),
+            answer_abort=b(cfg.method in cold_stop_methods and cfg.cold_stop.answer_phase == "abort"),
+            noise=i(NOISE_CODES[cfg.noise.kind] if not discrete else 0),
             gumbel_tau=f(cfg.noise.gumbel_tau),
             dirichlet_alpha=f(cfg.noise.dirichlet_alpha),
             seed=i(cfg.seed),
             marker=torch.tensor([list(marker_ids)] * batch, dtype=torch.int64, device=device),
             moi_beta=f(cfg.moi.beta),
+            moi_k=i(cfg.moi.top_k),
             router_threshold=f(cfg.thinkrouter.threshold),
             router_argmax=b(cfg.thinkrouter.discrete == "argmax"),
+            router_source=i(ROUTER_SOURCES[cfg.thinkrouter.confidence_source]),
             avg_k=i(cfg.avg_embedding.k),
+            swir_alpha0=f(cfg.swir.alpha0),
+            swir_beta0=f(cfg.swir.beta0),
+            swir_window=i(cfg.swir.window),
+            swir_cap=i(cfg.swir.max_switches),
+            swir_answer_tokens=i(cfg.swir.answer_tokens),
+            max_new=i(cfg.max_new_tokens),
+            open_id=i(open_id),
+            newline_id=i(newline_id),
         )
 
     def index(self, rows: torch.Tensor) -> "Params":
@@ -133,16 +157,29 @@ class State:
     recent: torch.Tensor  # [B, m] last m recorded tokens (multi-token marker detection)
     abort: torch.Tensor  # bool: answer-phase abort pending (honoured after the next token)
     step: torch.Tensor  # int64: steps taken (counter-RNG key)
+    # SwiReasoning only (None elsewhere): mode, reference entropy, steps in block, latent->explicit switches, and
+    # the answer tokens still allowed after the switch cap forced the think end (-1 = no limit)
+    latent: torch.Tensor | None = None
+    ref_h: torch.Tensor | None = None
+    block: torch.Tensor | None = None
+    switches: torch.Tensor | None = None
+    answer_left: torch.Tensor | None = None
 
     @classmethod
-    def new(cls, batch: int, marker_len: int, device="cpu") -> "State":
+    def new(cls, batch: int, marker_len: int, device="cpu", swir: bool = False) -> "State":
         z = torch.zeros(batch, dtype=torch.int64, device=device)
-        return cls(think=torch.ones(batch, dtype=torch.bool, device=device), cnt=z.clone(), n_think=z.clone(),
-                   force=z.clone(), recent=torch.full((batch, marker_len), -1, dtype=torch.int64, device=device),
-                   abort=torch.zeros(batch, dtype=torch.bool, device=device), step=z.clone())
+        st = cls(think=torch.ones(batch, dtype=torch.bool, device=device), cnt=z.clone(), n_think=z.clone(),
+                 force=z.clone(), recent=torch.full((batch, marker_len), -1, dtype=torch.int64, device=device),
+                 abort=torch.zeros(batch, dtype=torch.bool, device=device), step=z.clone())
+        if swir:
+            st.latent = torch.ones(batch, dtype=torch.bool, device=device)
+            st.ref_h, st.block, st.switches = torch.zeros(batch, device=device), z.clone(), z.clone()
+            st.answer_left = torch.full((batch,), -1, dtype=torch.int64, device=device)
+        return st
 
     def index(self, rows: torch.Tensor) -> "State":
-        return State(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        return State(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows])
+                        for f in fields(self)})
 
 
 @dataclass
@@ -159,6 +196,9 @@ class StepOut:
     abort_now: torch.Tensor  # [B] bool: the answer-phase abort was flagged at this step
     abort_finish: torch.Tensor  # [B] bool: finish after this token (abort flagged at the previous step)
     use_hidden: torch.Tensor  # [B] bool: feed the last hidden state instead of in_ids/in_w (COCONUT-TF)
+    in_dense: torch.Tensor | None = None  # [B, V] full-vocabulary input weights (SwiReasoning batches only)
+    cap_hit: torch.Tensor | None = None  # [B] bool: the SwiReasoning switch cap forced the think end
+    limit_finish: torch.Tensor | None = None  # [B] bool: finish after this token (SwiR answer allowance used up)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,12 +346,16 @@ def mix_embeddings(weight: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, fp3
     """e = sum_i w_i E[ids_i] (S10). `fp32=False` reproduces the official numerics: rows gathered in the model
     dtype, multiplied by fp32 weights, the products cast to the model dtype before the sum. One-hot weights give
     E[id] bit for bit."""
-    rows = weight[ids]  # [B, K, D]
-    acc = torch.promote_types(weight.dtype, torch.float32)  # fp32 products (fp64 for float64 models)
+    return mix_rows(weight[ids], w, fp32)
+
+
+def mix_rows(rows: torch.Tensor, w: torch.Tensor, fp32: bool = False) -> torch.Tensor:
+    """The S10 sum on already gathered rows [B, K, D] (the SGLang tensor-parallel path gathers them itself)."""
+    acc = torch.promote_types(rows.dtype, torch.float32)  # fp32 products (fp64 for float64 models)
     prod = rows.to(acc) * w[..., None].to(acc)
     if fp32:
-        return prod.sum(1).to(weight.dtype)
-    return prod.to(weight.dtype).sum(1)
+        return prod.sum(1).to(rows.dtype)
+    return prod.to(rows.dtype).sum(1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,19 +363,23 @@ def mix_embeddings(weight: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, fp3
 
 
 def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *, width: int, concept_width: int,
-         dirichlet: bool = False, uniforms=None) -> tuple[StepOut, State]:
+         dirichlet: bool = False, swir: bool = False, uniforms=None) -> tuple[StepOut, State]:
     """One generation step for every row. Returns the recorded tokens, the next inputs and the new state.
 
     `width`: static top-k width for filtering (>= every finite top_k and >= concept_width; = V when some row
     uses top_k = -1). `concept_width`: static K (>= every row's max_topk). `keys`: counter-RNG keys from
-    `row_keys(seed, uid, step)`. `dirichlet`: static flag, some row may use Dirichlet noise.
-    `uniforms(n, salt) -> [B, n]` replaces the counter RNG (noise.rng = global).
+    `row_keys(seed, uid, step)`. Static flags: `dirichlet` (some row may use Dirichlet noise), `swir` (the batch
+    runs SwiReasoning: full-vocabulary inputs in `in_dense`). `uniforms(n, salt) -> [B, n]` replaces the counter
+    RNG (noise.rng = global).
     """
     rand = uniforms or (lambda n, salt: counter_uniform(keys, n, salt))
     z = logits.float()
     bsz, vocab = z.shape
     think, forcing = state.think, state.force > 0
-    soft = prm.method != METHOD_CODES["cot_sample"]
+    method = prm.method
+    is_cot, is_moi = method == METHOD_CODES["cot_sample"], method == METHOD_CODES["moi"]
+    is_swir, is_router = method == METHOD_CODES["swir"], method == METHOD_CODES["thinkrouter"]
+    concept_method = ~(is_cot | is_moi | is_swir)  # soft, coconut_tf, avg_embedding, thinkrouter
 
     # S1-S2: entropy on the full vocabulary after temperature (greedy rows: T = 1)
     t_think = torch.where(prm.temperature < THINK_EPS_T, torch.ones_like(prm.temperature), prm.temperature)
@@ -347,7 +395,7 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     # S4: Dirichlet noise on the support, then re-sort
     q_sorted, idx_q = kept, idx
     if dirichlet:
-        dir_rows = soft & (prm.noise == NOISE_CODES["dirichlet"])
+        dir_rows = concept_method & (prm.noise == NOISE_CODES["dirichlet"])
         q = dirichlet_perturb(normalise(kept), prm.dirichlet_alpha, keys)
         q = torch.where(dir_rows[:, None], q, kept)
         q_sorted, order = torch.sort(q, dim=-1, descending=True)
@@ -357,42 +405,65 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     w, ids = truncate(q_sorted, idx_q, q_sorted > 0, prm.max_topk, concept_width)
 
     # S6: Gumbel noise on the concept weights
-    gum_rows = soft & (prm.noise == NOISE_CODES["gumbel"])
+    gum_rows = concept_method & (prm.noise == NOISE_CODES["gumbel"])
     w_g, ids_g = gumbel_perturb(w, ids, prm.gumbel_tau, rand(concept_width, SALT_GUMBEL))
     w = torch.where(gum_rows[:, None], w_g, w)
     ids = torch.where(gum_rows[:, None], ids_g, ids)
     # average-embedding ablation (§9.5): uniform weights over the non-zero top-K entries
-    avg_rows = prm.method == METHOD_CODES["avg_embedding"]
+    avg_rows = method == METHOD_CODES["avg_embedding"]
     w = torch.where(avg_rows[:, None], normalise((w > 0).to(w.dtype)), w)
 
-    # S7: the visible THINK token; discrete methods sample it instead
+    # S7: the visible THINK token: rank 1 of the concept, or a sample (CoT, MoI, SwiR, unconfident ThinkRouter)
     greedy_think = prm.temperature < THINK_EPS_T
     sampled = sample_sorted(vals, idx, keep, greedy_think, rand(width, SALT_SAMPLE_THINK))
-    y_think = torch.where(soft, ids[:, 0], sampled)
+    y_think = torch.where(concept_method, ids[:, 0], sampled)
+    # ThinkRouter (§9.10): soft step when the top probability is confident, discrete step otherwise
+    p_raw_max = torch.softmax(z, -1).amax(-1)
+    conf = torch.where(prm.router_source == ROUTER_SOURCES["filtered"], normalise(kept)[:, 0],
+                       torch.where(prm.router_source == ROUTER_SOURCES["tempered"], vals[:, 0], p_raw_max))
+    routed_discrete = is_router & (conf < prm.router_threshold)
+    y_think = torch.where(routed_discrete, torch.where(prm.router_argmax, idx[:, 0], sampled), y_think)
 
     # §3: the ANSWER-phase token
     vals_a, idx_a = sorted_probs(z, prm.answer_temperature, width)
     keep_a = filter_sorted(vals_a, prm.answer_top_k, prm.answer_top_p, prm.answer_min_p, prm.answer_sequential)
     greedy_a = prm.answer_temperature < THINK_EPS_T
     y_answer = sample_sorted(vals_a, idx_a, keep_a, greedy_a, rand(width, SALT_SAMPLE_ANSWER))
-    y_answer = torch.where(soft & prm.answer_greedy_argmax, ids[:, 0], y_answer)
+    y_answer = torch.where(concept_method & prm.answer_greedy_argmax, ids[:, 0], y_answer)
 
-    # forced marker tokens (Cold Stop / budget with a multi-token marker)
+    # forced marker tokens (Cold Stop / budget / switch cap with a multi-token marker)
     m = prm.marker.shape[1]
     forced_tok = prm.marker.gather(1, state.force.clamp(max=m - 1)[:, None]).squeeze(1)
     raw = torch.where(think, y_think, y_answer)
     raw = torch.where(forcing, forced_tok, raw)
-
-    # §5: Cold Stop counter; runs in THINK (and in ANSWER when the answer-phase abort is on)
     recent_raw = torch.cat([state.recent[:, 1:], raw[:, None]], dim=1)
     natural_end = think & (recent_raw == prm.marker).all(-1)  # a marker the model produced wins over forcing
+
+    # SwiReasoning (§9.9): entropy-driven switching between latent and explicit blocks, with a switch cap
+    cap_hit = torch.zeros_like(think)
+    entering = torch.zeros_like(think)
+    if swir:
+        first = state.step == 0
+        sw_think = is_swir & think & ~forcing
+        to_explicit = sw_think & ~first & state.latent & (h < state.ref_h)
+        to_latent = sw_think & ~first & ~state.latent & (h > state.ref_h) & (state.block >= prm.swir_window)
+        switched = to_explicit | to_latent
+        latent = torch.where(switched, ~state.latent, state.latent)
+        ref_h = torch.where((sw_think & first) | switched, h, state.ref_h)
+        block = torch.where(switched, torch.zeros_like(state.block), state.block + sw_think.long())
+        switches = state.switches + to_explicit.long()
+        cap_hit = to_explicit & (prm.swir_cap > 0) & (switches >= prm.swir_cap) & ~natural_end
+        entering = switched | (sw_think & first)
+
+    # §5: Cold Stop counter; runs in THINK (and in ANSWER when the answer-phase abort is on)
     low = (prm.tau > 0) & (h < prm.tau)
     counting = (think & ~forcing) | (~think & prm.answer_abort)
     cnt = torch.where(counting, torch.where(low, state.cnt + 1, torch.zeros_like(state.cnt)), state.cnt)
     cold = think & ~forcing & ~natural_end & (prm.tau > 0) & (cnt >= prm.cold_len)
     n_think = state.n_think + think.long()
     budget_hit = think & ~forcing & ~natural_end & ~cold & (prm.budget > 0) & (n_think >= prm.budget)
-    force_start = cold | budget_hit
+    cap_hit = cap_hit & ~cold & ~budget_hit
+    force_start = cold | budget_hit | cap_hit
     token = torch.where(force_start, prm.marker[:, 0], raw)
 
     # §4: think end = the last m recorded tokens equal the marker
@@ -405,21 +476,76 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     cnt = torch.where(ended | cold, torch.zeros_like(cnt), cnt)
     abort_now = ~think & prm.answer_abort & (cnt >= prm.cold_len) & ~state.abort
 
-    # S10: next input. Soft rows still thinking (and not about to be forced) feed the concept; the rest one-hot.
-    concept_next = soft & think_next & (force == 0) & ~force_start
-    onehot_w = torch.zeros_like(w)
+    # S10: the next input. Concept rows still thinking (not about to be forced) feed the concept, the rest one-hot.
+    steady = think_next & (force == 0) & ~force_start
+    concept_next = concept_method & steady & ~routed_discrete
+    in_ids, in_w = _pad(ids, concept_width), _pad(w, concept_width)
+    onehot_w = torch.zeros_like(in_w)
     onehot_w[:, 0] = 1.0
-    onehot_ids = torch.cat([token[:, None], ids[:, 1:]], dim=1)
-    in_w = torch.where(concept_next[:, None], w, onehot_w)
-    in_ids = torch.where(concept_next[:, None], ids, onehot_ids)
-    use_hidden = concept_next & (prm.method == METHOD_CODES["coconut_tf"])
+    onehot_ids = torch.cat([token[:, None], in_ids[:, 1:]], dim=1)
+    # Mixture of Inputs (§9.8), at every step: w = (H^ p + (beta + 1 - H^) onehot(y)) / (beta + 1) over the top-K_m
+    moi_next = is_moi & (force == 0) & ~force_start
+    moi_ids, moi_w = _moi_input(vals, idx, token, prm.moi_beta, prm.moi_k, concept_width)
+    in_w = torch.where(concept_next[:, None], in_w, torch.where(moi_next[:, None], moi_w, onehot_w))
+    in_ids = torch.where(concept_next[:, None], in_ids, torch.where(moi_next[:, None], moi_ids, onehot_ids))
+    use_hidden = concept_next & (method == METHOD_CODES["coconut_tf"])
 
     out = StepOut(token=token, raw_token=raw, in_ids=in_ids, in_w=in_w, entropy=h, was_think=think, ended=ended,
                   cold=cold, budget_hit=budget_hit, abort_now=abort_now, abort_finish=state.abort,
                   use_hidden=use_hidden)
     new_state = State(think=think_next, cnt=cnt, n_think=n_think, force=force, recent=recent,
                       abort=state.abort | abort_now, step=state.step + 1)
+    if swir:
+        dense = torch.zeros((bsz, vocab), dtype=in_w.dtype, device=z.device).scatter_add_(1, in_ids, in_w)
+        p_full = torch.softmax(z, -1)  # latent input: the full, untempered, unfiltered distribution
+        frac = (state.step + 1).float() / prm.max_new.float()
+        alpha = prm.swir_alpha0 + (1 - prm.swir_alpha0) * frac
+        beta = prm.swir_beta0 + (1 - prm.swir_beta0) * frac
+        latent_in = torch.where(entering[:, None], alpha[:, None] * p_full, p_full)
+        latent_in = _add_onehot(latent_in, prm.open_id, torch.where(entering, 1 - alpha, torch.zeros_like(alpha)))
+        first_in = _add_onehot(0.9 * p_full, prm.newline_id, torch.full_like(alpha, 0.1))
+        latent_in = torch.where((state.step == 0)[:, None], first_in, latent_in)
+        explicit_in = _add_onehot(torch.zeros_like(p_full), token, torch.where(entering, beta, torch.ones_like(beta)))
+        explicit_in = _add_onehot(explicit_in, prm.marker[:, -1],
+                                  torch.where(entering, 1 - beta, torch.zeros_like(beta)))
+        sw_in = torch.where(latent[:, None], latent_in, explicit_in)
+        out.in_dense = torch.where((is_swir & steady)[:, None], sw_in.to(dense.dtype), dense)
+        left = torch.where(cap_hit, torch.full_like(state.answer_left, -2), state.answer_left)  # -2: set at the end
+        left = torch.where(ended & (left == -2), prm.swir_answer_tokens, left)
+        left = torch.where(~think & (left > 0), left - 1, left)
+        out.cap_hit, out.limit_finish = cap_hit, ~think & (state.answer_left == 1)
+        new_state.latent, new_state.ref_h, new_state.block = latent, ref_h, block
+        new_state.switches, new_state.answer_left = switches, left
     return out, new_state
+
+
+def _pad(x: torch.Tensor, width: int) -> torch.Tensor:
+    return x if x.shape[1] == width else torch.nn.functional.pad(x, (0, width - x.shape[1]))
+
+
+def _add_onehot(dense: torch.Tensor, ids: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """dense[b, ids[b]] += amount[b] (rows with id < 0 unchanged)."""
+    ok = ids >= 0
+    return dense.scatter_add(1, ids.clamp_min(0)[:, None], torch.where(ok, amount, torch.zeros_like(amount))[:, None]
+                             .to(dense.dtype))
+
+
+def _moi_input(vals, idx, token, beta, k_m, width):
+    """Mixture of Inputs weights (arXiv 2505.14827 Eq. 5) over [y, top-K_m candidates], padded to `width`.
+
+    p = the top-K_m tempered probabilities renormalised, H^ = H(p) / ln K_m; candidates get H^ p / (beta + 1) and
+    the sampled token y gets the rest, (beta + 1 - H^) / (beta + 1) + H^ p_y / (beta + 1) (y's candidate column is
+    folded into column 0). beta -> inf gives the one-hot input of ordinary sampling.
+    """
+    kmax = min(int(vals.shape[1]), width - 1)
+    cols = torch.arange(kmax, device=vals.device)[None, :]
+    p = normalise(torch.where(cols < k_m[:, None], vals[:, :kmax], torch.zeros_like(vals[:, :kmax])))
+    h_hat = -(p * torch.log(p.clamp_min(1e-12))).sum(-1) / torch.log(k_m.float().clamp_min(2.0))
+    w_c = h_hat[:, None] * p / (beta[:, None] + 1)
+    cand = idx[:, :kmax]
+    w_c = torch.where(cand == token[:, None], torch.zeros_like(w_c), w_c)
+    w_y = 1.0 - w_c.sum(-1, keepdim=True)
+    return _pad(torch.cat([token[:, None], cand], 1), width), _pad(torch.cat([w_y, w_c], 1), width)
 
 
 def static_widths(cfg, vocab_size: int) -> tuple[int, int]:
@@ -428,8 +554,11 @@ def static_widths(cfg, vocab_size: int) -> tuple[int, int]:
     if not cfg.is_soft:
         k_concept = 1
     ks = [cfg.think.top_k, cfg.answer.top_k]
-    width = vocab_size if any(k <= 0 for k in ks) else max(ks + [k_concept])
-    return min(width, vocab_size), min(k_concept, vocab_size)
+    need = k_concept
+    if cfg.method == "moi":  # sampled token + K_m candidates
+        k_concept, need = cfg.moi.top_k + 1, cfg.moi.top_k
+    width = vocab_size if any(k <= 0 for k in ks) else max(ks + [need])
+    return min(width, vocab_size), min(k_concept, vocab_size + 1)
 
 
 __all__ = ["Params", "State", "StepOut", "step", "entropy", "filter_sorted", "sorted_probs", "truncate",
