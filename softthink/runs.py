@@ -855,11 +855,13 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
     return rd
 
 
-def _sample_record(item: Any, sample_index: int, uid: int, ids_hash: str | None, extra: dict[str, Any],
+def _sample_record(item: Any, sample_index: int, uid: int, ids_hash: str, extra: dict[str, Any],
                    gen: Any) -> dict[str, Any]:
+    """One ``samples.jsonl`` line: identifiers, prompt hashes, then every field of the engine's ``Generation``."""
     g = gen.to_dict() if hasattr(gen, "to_dict") else dict(gen)
-    if ids_hash is None and g.get("prompt_ids") is not None:
-        ids_hash = _ids_hash(g["prompt_ids"])
+    if g.get("sample_uid") is not None and int(g["sample_uid"]) != uid:
+        raise RuntimeError(f"engine returned sample_uid {g['sample_uid']} for item {item.index} sample "
+                           f"{sample_index}, expected {uid}")
     rec: dict[str, Any] = {
         "item_index": item.index,
         "item_id": item.id,
@@ -1134,13 +1136,14 @@ def summarize_runs(dirs: Iterable[str | os.PathLike], baseline: str | None = Non
 # CLI
 
 
-# (column, header) of the printed table; the CSV has every column
-TABLE_COLUMNS = [("run", "run"), ("grader", "grader"), ("n", "n"), ("n_items", "items"), ("pass@1", "acc%"),
-                 ("pass@1_ci95_lo", "ci95_lo"), ("pass@1_ci95_hi", "ci95_hi"), ("len_all", "Len-All"),
-                 ("len_correct", "Len-Correct"), ("truncation%", "trunc%"), ("no_answer%", "no_ans%"),
-                 ("timeouts", "timeouts"), ("errors", "errors"), ("acc_judge", "acc_judge%"),
-                 ("judge_failures", "judge_fail"), ("len_correct_change%", "Len-Correct_chg%"),
-                 ("len_all_change%", "Len-All_chg%")]
+# columns of the printed table (the CSV has every column) and their printed headers
+TABLE_COLUMNS = ["run", "grader", "n", "n_items", "pass@1", "pass@1_ci95_lo", "pass@1_ci95_hi", "len_all",
+                 "len_correct", "truncation%", "no_answer%", "timeouts", "errors", "acc_judge", "judge_failures",
+                 "len_correct_change%", "len_all_change%"]
+TABLE_HEADERS = {"n_items": "items", "pass@1": "acc%", "pass@1_ci95_lo": "ci95_lo", "pass@1_ci95_hi": "ci95_hi",
+                 "len_all": "Len-All", "len_correct": "Len-Correct", "truncation%": "trunc%", "no_answer%": "no_ans%",
+                 "acc_judge": "acc_judge%", "judge_failures": "judge_fail", "len_correct_change%": "Len-Correct_chg%",
+                 "len_all_change%": "Len-All_chg%"}
 
 
 def format_table(df) -> str:
@@ -1148,9 +1151,9 @@ def format_table(df) -> str:
     import pandas as pd
 
     out = pd.DataFrame()
-    for col, header in TABLE_COLUMNS:
+    for col in TABLE_COLUMNS:
         if col in df.columns:
-            out[header] = df[col]
+            out[TABLE_HEADERS.get(col, col)] = df[col]
     return out.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")
 
 
