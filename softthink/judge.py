@@ -171,7 +171,8 @@ class Judge:
         return {"correct": None, "status": "judge_error", "reply": None, "cached": False,
                 "attempts": self.max_retries + 1, "error": error}
 
-    def judge_sample(self, *, dataset: str, reference: str, completion: str, rule_correct: bool | None) -> dict[str, Any]:
+    def judge_sample(self, *, dataset: str, reference: str, completion: str,
+                     rule_correct: bool | None) -> dict[str, Any]:
         """Judge record for one sample (stored under ``"judge"`` in its grade record)."""
         base = {"label": self.label(), "model": self.model, "prompt_version": PROMPT_VERSION, "dataset": dataset}
         if rule_correct is True:

@@ -25,8 +25,9 @@ Definitions (all means unweighted):
 * **token change %** against a baseline: ``100 · (L_method − L_base) / L_base`` (negative = fewer tokens; the paper's
   "↓ x %" is the negated value).
 * rates (share of samples): truncation = finish reason ``length``; thinking-unfinished = no ``</think>`` in the
-  output (neither an engine-reported end of thinking nor the marker in the text; undefined for NoThinking); Cold-Stop = ``think_end_reason == "cold_stop"``; answer-abort = finish
-  reason ``abort``; no-answer = grade status ``no_answer`` or ``no_code``.
+  output (neither an engine-reported end of thinking nor the marker in the text; undefined for NoThinking);
+  Cold-Stop = ``think_end_reason == "cold_stop"``; answer-abort = finish reason ``abort``; no-answer = grade status
+  ``no_answer`` or ``no_code``.
 * uncertainty: bootstrap over items (default 1000 resamples, seeded ``numpy.random.default_rng(seed)``): sample std
   (ddof = 1) and the 2.5 / 97.5 percentiles (95 % CI) of pass@1, Len-All and Len-Correct.
 * ``acc_judge`` (only when judge verdicts exist, EVALUATION.md §7): per sample ``rule OR judge``, then the same

@@ -109,7 +109,8 @@ RUN_KEY_VERSION = 1
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, UTF-8, NaN refused: the byte string that is hashed."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_jsonable)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=_jsonable)
 
 
 def _jsonable(o: Any) -> Any:
@@ -138,7 +139,7 @@ REDACTED = "<redacted>"
 
 
 def scrub_secrets(obj: Any) -> Any:
-    """Copy of ``obj`` with the values of secret-looking keys, and secret-looking strings, replaced by ``<redacted>``."""
+    """Copy of ``obj``: values of secret-looking keys, and secret-looking strings, replaced by ``<redacted>``."""
     if isinstance(obj, dict):
         return {k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", False)
                     else scrub_secrets(v)) for k, v in obj.items()}
@@ -285,7 +286,8 @@ class JudgeSpec:
             raise ConfigError(f"grader.judge: expected true, false or a mapping, got {v!r}")
         for k in v:
             if k not in cls.KEYS:
-                hint = " (API keys are read only from the environment: set api_key_env)" if _SECRET_KEY.search(k) else ""
+                hint = (" (API keys are read only from the environment: set api_key_env)"
+                        if _SECRET_KEY.search(k) else "")
                 raise ConfigError(f"unknown key 'grader.judge.{k}'{hint}; allowed keys: "
                                   + ", ".join(f"grader.judge.{a}" for a in cls.KEYS))
         d = {"enabled": True, **v}
@@ -318,7 +320,8 @@ class GraderSpec:
             raise ConfigError(f"grader: expected a mapping, got {v!r}")
         for k in v:
             if k not in cls.KEYS:
-                raise ConfigError(f"unknown key 'grader.{k}'; allowed keys: " + ", ".join(f"grader.{a}" for a in cls.KEYS))
+                raise ConfigError(f"unknown key 'grader.{k}'; allowed keys: "
+                                  + ", ".join(f"grader.{a}" for a in cls.KEYS))
         mode = v.get("mode", "suite")
         if mode not in GRADER_MODES:
             raise ConfigError(f"grader.mode: {mode!r} is not allowed; choose one of {', '.join(GRADER_MODES)}")
@@ -732,9 +735,11 @@ def _prompt_for(spec: RunSpec, tokenizer: Any, item: Any, sample_index: int, cfg
     extra: dict[str, Any] = {}
     question = None
     if spec.dataset == "gpqa_diamond":
-        question, gold, perm = prompts.gpqa_options(item, spec.gpqa_options, base_seed=cfg.seed, sample_index=sample_index)
+        question, gold, perm = prompts.gpqa_options(item, spec.gpqa_options, base_seed=cfg.seed,
+                                                    sample_index=sample_index)
         extra = {"gpqa_gold": gold, "gpqa_perm": perm}
-    text = prompts.render_prompt(tokenizer, spec.dataset, item, nothinking=cfg.method == "nothinking", question=question)
+    text = prompts.render_prompt(tokenizer, spec.dataset, item, nothinking=cfg.method == "nothinking",
+                                 question=question)
     return text, extra
 
 
@@ -973,7 +978,7 @@ def grade_in_process(run_dir: str | os.PathLike, mode: str | None = None, judge:
         from softthink import judge as judge_mod
 
         j = judge_mod.Judge.from_spec(spec.grader.judge, client=judge_client)
-        for rec, (item, text, gold) in zip(records, jobs):
+        for rec, (_item, text, gold) in zip(records, jobs):
             rec["judge"] = j.judge_sample(dataset=spec.dataset, reference=_reference_text(gold), completion=text,
                                           rule_correct=rec.get("correct"))
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in records))
