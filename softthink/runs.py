@@ -1163,7 +1163,11 @@ def format_table(df) -> str:
 
 
 def _cmd_run(args) -> int:
-    spec = RunSpec.from_yaml(args.config, args.set or [])
+    try:
+        spec = RunSpec.from_yaml(args.config, args.set or [])
+    except ConfigError as e:  # reported before anything loads
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 2
     rd = generate_run(spec, progress=not args.quiet, runs_dir=args.runs_dir)
     print(f"samples: {rd.samples_path}")
     if args.no_grade:

@@ -147,6 +147,16 @@ def test_yaml_spec_and_overrides(tmp_path):
         runs.RunSpec.from_yaml(p)
 
 
+def test_cli_rejects_a_bad_spec_before_loading_anything(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("model: tiny-random-llama\ndataset: gsm8k\nsamples: 4\n")
+    res = subprocess.run([sys.executable, "-m", "softthink", "run", "--config", str(p), "--runs-dir",
+                          str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "unknown key 'samples'" in res.stderr and "allowed keys" in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # run key
 
