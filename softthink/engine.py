@@ -41,7 +41,7 @@ class Generation:
     text: str
     token_ids: list[int]
     finish_reason: str  # eos | stop | length | abort
-    think_end_reason: str | None  # marker | cold_stop | budget | None (thinking never ended)
+    think_end_reason: str | None  # marker | cold_stop | budget | switch_cap | None (thinking never ended)
     num_thinking_tokens: int  # ids recorded in the THINK phase, marker included
     num_answer_tokens: int
     think_end_step: int | None  # 1-based step of the marker's last id
@@ -143,8 +143,10 @@ class HFEngine:
         dev, bsz = self.device, len(prompts)
         t0 = time.perf_counter()
         marker = marker_ids(self.tokenizer, cfg.think.end_str)
-        prm = core.Params.from_config(cfg, bsz, marker, device=dev)
-        state = core.State.new(bsz, len(marker), device=dev)
+        swir = cfg.method == "swir"
+        prm = core.Params.from_config(cfg, bsz, marker, device=dev, open_id=self._last_id(cfg.phase.open_str),
+                                      newline_id=self._last_id("\n"))
+        state = core.State.new(bsz, len(marker), device=dev, swir=swir)
         if cfg.method == "nothinking":  # the prompt already closed the thinking block
             state.think.zero_()
         width, concept_width = core.static_widths(cfg, self.vocab_size)
@@ -181,7 +183,7 @@ class HFEngine:
         for t in range(1, cfg.max_new_tokens + 1):
             keys = core.row_keys(prm.seed, uid_t, state.step)
             out, state = core.step(logits, state, prm, keys, width=width, concept_width=concept_width,
-                                   dirichlet=cfg.noise.kind == "dirichlet", uniforms=uniforms)
+                                   dirichlet=cfg.noise.kind == "dirichlet", swir=swir, uniforms=uniforms)
             tok = out.token.tolist()
             was_think = out.was_think.tolist()
             ended = out.ended.tolist()
@@ -190,6 +192,8 @@ class HFEngine:
             if traces is not None:
                 ent, ids_l, w_l, cold_l = out.entropy.tolist(), out.in_ids.tolist(), out.in_w.tolist(), out.cold.tolist()
             cold_l2, budget_l = out.cold.tolist(), out.budget_hit.tolist()
+            cap_l = out.cap_hit.tolist() if out.cap_hit is not None else None
+            limit_l = out.limit_finish.tolist() if out.limit_finish is not None else None
             done_pos: list[tuple[int, str]] = []
             for b, r in enumerate(live):
                 tokens[r].append(tok[b])
@@ -199,6 +203,8 @@ class HFEngine:
                     end_reason[r] = "cold_stop"
                 elif budget_l[b] and end_reason[r] is None:
                     end_reason[r] = "budget"
+                elif cap_l is not None and cap_l[b] and end_reason[r] is None:
+                    end_reason[r] = "switch_cap"
                 if ended[b]:
                     end_step[r] = t
                     if end_reason[r] is None:
@@ -218,7 +224,7 @@ class HFEngine:
                     reason = "stop"
                 elif abort_fin[b]:
                     reason = "abort"
-                elif t >= cfg.max_new_tokens:
+                elif t >= cfg.max_new_tokens or (limit_l is not None and limit_l[b]):
                     reason = "length"
                 if reason is not None:
                     done_pos.append((b, reason))
@@ -243,11 +249,18 @@ class HFEngine:
                 hidden = hidden[sel]
                 cache.batch_select_indices(sel)
             # the next input: concept (THINK) or one-hot (everything else); COCONUT-TF feeds the hidden state
-            emb = core.mix_embeddings(self.embedding, out.in_ids, out.in_w, fp32=cfg.mix.dtype == "fp32")
+            if out.in_dense is not None:  # SwiReasoning: full-vocabulary mixtures
+                emb = (out.in_dense.to(self.embedding.dtype) @ self.embedding)
+            else:
+                emb = core.mix_embeddings(self.embedding, out.in_ids, out.in_w, fp32=cfg.mix.dtype == "fp32")
             emb = torch.where(out.use_hidden[:, None], hidden.to(emb.dtype), emb)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             logits, hidden = self._forward(emb[:, None, :], mask, next_pos[:, None], cache, pre_norm)
             next_pos = next_pos + 1
+
+    def _last_id(self, text: str) -> int:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return ids[-1] if ids else -1
 
     def _forward(self, embeds, mask, pos, cache, pre_norm: bool):
         """Decoder on input embeddings; logits of the last position only (and its hidden state)."""
@@ -285,7 +298,7 @@ def _new_cache(model):
 
 
 def _select_out(out: core.StepOut, sel: torch.Tensor) -> core.StepOut:
-    return core.StepOut(**{k: v[sel] for k, v in vars(out).items()})
+    return core.StepOut(**{k: (None if v is None else v[sel]) for k, v in vars(out).items()})
 
 
 def _hit_stop(tokenizer, tail: list[int], stops: list[str]) -> bool:
