@@ -19,10 +19,10 @@ first one whose probe (a real ``python -I -c "import numpy"`` through the full l
     visible; ``os.kill(os.getppid(), ...)`` hits the sandbox's own init, which ignores it), and a private mount
     table in which ``/tmp`` *is* the program's working directory, ``/var/tmp``, ``/dev/shm`` and ``/run/lock`` are
     small throw-away tmpfs, and ``/root`` is hidden (except the interpreter's install prefix when it lives there,
-    e.g. pyenv). The program itself then runs as an **unprivileged uid** (``setpriv``; one uid per concurrent slot
-    from ``SANDBOX_UID_BASE``), because ``RLIMIT_NPROC`` is not enforced for root: as a non-root uid the fork-bomb
-    limit holds, and the uid cannot write anywhere outside its directory (the only world-writable places are the
-    tmpfs above). When the launcher (pid 1 of the namespace) ends, the kernel kills every process left in the
+    e.g. pyenv). The program itself then runs as an **unprivileged uid** (``setpriv``; one uid per running
+    program from ``SANDBOX_UID_BASE``, exclusive across grader processes), because ``RLIMIT_NPROC`` is not
+    enforced for root: as a non-root uid the fork-bomb limit holds, and the uid cannot write anywhere outside its
+    directory (the only world-writable places are the tmpfs above). When the launcher (pid 1 of the namespace) ends, the kernel kills every process left in the
     namespace, including ones that escaped the process group with ``setsid``.
 ``uid`` (root, but namespaces unavailable)
     Same uid drop and limits, no network or mount isolation.
@@ -53,9 +53,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import fcntl
 import json
 import os
-import queue
 import re
 import secrets
 import selectors
@@ -91,7 +91,7 @@ NPROC_LIMIT = 64             # RLIMIT_NPROC for the sandbox uid (threads count t
 NOFILE_LIMIT = 256
 OUTPUT_CAP = 1 << 20         # bytes of stdout / stderr kept per stream
 SANDBOX_UID_BASE = 61000     # uids SANDBOX_UID_BASE .. +UID_POOL_SIZE-1 run the programs (root only)
-UID_POOL_SIZE = 64
+UID_POOL_SIZE = 512
 SETUP_FAILED_RC = 125        # launcher exit status when its own setup (mounts, setpriv) failed
 SETUP_FAILED_TAG = "softthink-sandbox: setup failed"
 _SECRET_MOUNT_ROOT = "/root"  # hidden in the mount namespace (root's home: keys, caches)
@@ -252,19 +252,47 @@ def _detect() -> SandboxInfo:
 # ------------------------------------------------------------------------------------------------ uid slots
 
 class _UidPool:
-    """One uid per concurrently running program, so RLIMIT_NPROC (counted per uid) isolates the programs from
-    each other: one program's fork bomb cannot starve another's threads."""
+    """One uid per running program, exclusive across *all* grader processes on the machine (an ``flock`` per uid
+    in a root-only directory), so RLIMIT_NPROC, which the kernel counts per uid, isolates programs from each
+    other: one program's fork bomb cannot starve another program's threads, even one graded by another process.
+    The locks die with the holder, so a crashed grader leaves nothing behind."""
 
     def __init__(self, base: int, size: int):
-        self._q: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for u in range(base, base + size):
-            self._q.put(u)
+        self.uids = range(base, base + size)
+        self._local = threading.Lock()
+        self._next = 0
+        self._dir: str | None = None
 
-    def acquire(self) -> int:
-        return self._q.get()
+    def _lock_dir(self) -> str:
+        if self._dir is None:
+            d = os.path.join(tempfile.gettempdir(), "softthink-sandbox-uids")
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            st = os.lstat(d)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o077:   # never trust a directory someone else made
+                raise RuntimeError(f"{d}: not a private directory of uid {os.geteuid()}")
+            self._dir = d
+        return self._dir
 
-    def release(self, uid: int) -> None:
-        self._q.put(uid)
+    def acquire(self) -> tuple[int, int]:
+        """(uid, fd of its held lock); waits while every uid is taken."""
+        d = self._lock_dir()
+        while True:
+            with self._local:
+                start = self._next
+                self._next = (self._next + 1) % len(self.uids)
+            for k in range(len(self.uids)):
+                uid = self.uids[(start + k) % len(self.uids)]
+                fd = os.open(os.path.join(d, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return uid, fd
+                except BlockingIOError:
+                    os.close(fd)
+            time.sleep(0.05)
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)   # closing the descriptor drops the flock
 
 
 _UIDS = _UidPool(SANDBOX_UID_BASE, UID_POOL_SIZE)
@@ -405,7 +433,7 @@ def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: 
          cpu_seconds: int | None, files: dict[str, str | bytes] | None, collect: Sequence[str],
          output_cap: int) -> ExecResult:
     t0 = time.monotonic()
-    uid = _UIDS.acquire() if info.drop_uid else None
+    uid, uid_lock = _UIDS.acquire() if info.drop_uid else (None, -1)
     workdir = tempfile.mkdtemp(prefix="softthink-sbx-")
     stdin_f = None
     proc = None
@@ -473,7 +501,7 @@ def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: 
             stdin_f.close()
         _rmtree(workdir)
         if uid is not None:
-            _UIDS.release(uid)
+            _UIDS.release(uid_lock)
 
 
 def _pump(proc: subprocess.Popen, out: _CappedBuffer, err: _CappedBuffer, deadline: float) -> bool:

@@ -58,9 +58,22 @@ def _proc_entries() -> list[tuple[int, int, int]]:
 
 
 def stray_processes() -> list[tuple[int, int, int]]:
-    """Processes left by the sandbox: children of this test process, or anything running as a sandbox uid."""
+    """Processes left behind by this test process's sandboxes: any descendant of this process, or a sandbox-uid
+    process orphaned to the host's init. (Other graders on the machine may be running sandboxes right now, under
+    other uids of the same range but not descended from us, so a plain uid filter would be wrong.)"""
     me = os.getpid()
-    return [p for p in _proc_entries() if p[1] == me or p[2] in UID_RANGE]
+    procs = _proc_entries()
+    parent = {pid: ppid for pid, ppid, _ in procs}
+
+    def descends_from_me(pid: int) -> bool:
+        seen = set()
+        while pid > 1 and pid not in seen:
+            seen.add(pid)
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+    return [p for p in procs if descends_from_me(p[0]) or (p[1] == 1 and p[2] in UID_RANGE)]
 
 
 def wait_no_strays(limit: float = 5.0) -> list:
