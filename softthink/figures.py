@@ -318,40 +318,49 @@ SWEEP_LABELS = {"max_topk": "max_topk K (concept width)", "cold_stop_tau": "Cold
                 "cold_stop_L": "Cold Stop length L (steps)", "min_p": "min-p"}
 
 
+def _swept(sub: pd.DataFrame, key: str) -> bool:
+    return key in sub.columns and sub[key].nunique(dropna=True) > 1
+
+
 def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
-    """Heat maps of accuracy over max_topk × τ per dataset (top row), and accuracy vs L and vs min-p (bottom rows).
+    """Per dataset: a heat map of accuracy over max_topk × τ, and accuracy vs L and vs min-p (rows only for keys
+    that were swept somewhere). Datasets where nothing was swept are left out.
 
     `sweep`: one row per run (`runs.summarize_runs` columns): dataset, pass@1 (%) or acc, and the swept keys
     `max_topk`, `cold_stop_tau`, `cold_stop_L`, `min_p`."""
     if value not in sweep.columns and "pass@1" in sweep.columns:
         sweep = sweep.assign(**{value: sweep["pass@1"]})
-    datasets = list(dict.fromkeys(sweep["dataset"])) if len(sweep) else []
-    nd = max(1, len(datasets))
-    fig, axes = plt.subplots(3, nd, figsize=(4.6 * nd, 11), squeeze=False, constrained_layout=True)
     k, t, L, mp = (SWEEP_KEYS[x] for x in ("max_topk", "threshold", "length", "min_p"))
+    datasets = [ds for ds in dict.fromkeys(sweep["dataset"])
+                if any(_swept(sweep[sweep.dataset == ds], key) for key in (k, t, L, mp))] if len(sweep) else []
+    line_keys = [key for key in (L, mp) if any(_swept(sweep[sweep.dataset == ds], key) for ds in datasets)]
+    nd, nr = max(1, len(datasets)), 1 + len(line_keys)
+    fig, axes = plt.subplots(nr, nd, figsize=(4.8 * nd, 3.9 * nr), squeeze=False, constrained_layout=True)
     soft = METHOD_PALETTE["soft"]
+    vmax = max(1.0, float(np.nanmax(sweep[value]))) if len(sweep) else 1.0
     for j, ds in enumerate(datasets):
         sub = sweep[sweep.dataset == ds]
         ax = axes[0, j]
-        if {k, t} <= set(sub.columns) and sub[[k, t]].notna().all(axis=None):
+        if _swept(sub, k) or _swept(sub, t):
             piv = sub.pivot_table(index=t, columns=k, values=value, aggfunc="mean").sort_index(ascending=False)
-            sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "pass@1 (%)"},
-                        vmin=0, vmax=max(1.0, float(np.nanmax(piv.to_numpy()))))
+            sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, vmin=0, vmax=vmax,
+                        cbar_kws={"label": "pass@1 accuracy (%)"})
             ax.set_xlabel(SWEEP_LABELS[k])
             ax.set_ylabel(SWEEP_LABELS[t])
         else:
-            _empty(ax, "no K × τ grid")
-        ax.set_title(f"{paper.DATASET_LABELS.get(ds, ds)}: pass@1 over K × τ")
-        for row, key in ((1, L), (2, mp)):
+            _empty(ax, "K × τ not swept")
+        ax.set_title(f"{paper.DATASET_LABELS.get(ds, ds)}: pass@1 over K × τ\n(mean over the other keys)")
+        for row, key in enumerate(line_keys, start=1):
             ax = axes[row, j]
-            if key in sub.columns and sub[key].nunique() > 1:
+            if _swept(sub, key):
                 g = sub.groupby(key)[value].agg(["mean", "min", "max"]).reset_index()
                 ax.plot(g[key], g["mean"], marker="o", color=soft, label=f"{method_label('soft')} (mean over other keys)")
-                ax.fill_between(g[key], g["min"], g["max"], color=soft, alpha=0.2, label="min–max")
+                ax.fill_between(g[key], g["min"], g["max"], color=soft, alpha=0.2, label="min–max over other keys")
                 if key == L:
                     ax.set_xscale("log", base=2)
                 ax.set_xlabel(SWEEP_LABELS[key])
                 ax.set_ylabel("pass@1 accuracy (%)")
+                ax.set_ylim(-2, max(5.0, float(g["max"].max()) * 1.15))
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=7)
             else:
@@ -359,6 +368,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
             ax.set_title(f"{paper.DATASET_LABELS.get(ds, ds)}: pass@1 vs {SWEEP_LABELS[key].split(' (')[0]}")
     if not datasets:
         _empty(axes[0, 0], "no sweep runs")
+        axes[0, 0].set_axis_off()
     fig.suptitle("Soft Thinking hyperparameter sweep")
     return fig
 

@@ -446,13 +446,24 @@ def attach_papermill(sidecar: Path, executed: Path) -> None:
 # cache status
 
 
+_TOKENIZERS: dict[str, Any] = {}
+_DATASETS: dict[str, Any] = {}
+
+
 def run_status(spec_path: Path, runs_dir: str) -> tuple[str, str | None, str | None]:
-    """("cached" | "partial" | "new" | "error", run_dir, error). Loads the tokenizer only (no weights)."""
+    """("cached" | "partial" | "new" | "error", run_dir, error). Needs the tokenizer (for the chat-template hash)
+    and the dataset (file hashes), each loaded once per process."""
     from softthink import runs
+    from softthink.data import load_dataset
 
     try:
         spec = runs.RunSpec.from_yaml(spec_path)
-        rd = runs.plan_run(spec, runs_dir=runs_dir)
+        if spec.model not in _TOKENIZERS:
+            _TOKENIZERS[spec.model] = runs.load_tokenizer(spec.model)
+        if spec.dataset not in _DATASETS:
+            _DATASETS[spec.dataset] = load_dataset(spec.dataset)
+        rd = runs.plan_run(spec, tokenizer=_TOKENIZERS[spec.model], dataset=_DATASETS[spec.dataset],
+                           runs_dir=runs_dir)
     except Exception as e:  # noqa: BLE001 - reported per experiment, others continue
         return "error", None, f"{type(e).__name__}: {e}"
     if not rd.samples_path.exists():
@@ -519,7 +530,7 @@ def manifest_runs(manifest: str | Path | None, runs_dir: str | Path | None = Non
     """Run directories named by a manifest (`build/<profile>/manifest.json`), else every run under `runs_dir`."""
     if manifest and Path(manifest).is_file():
         body = json.loads(Path(manifest).read_text())
-        return [r for r in body.get("runs", {}).values() if r and Path(r, "config.json").exists()]
+        return [r for r in dict.fromkeys(body.get("runs", {}).values()) if r and Path(r, "config.json").exists()]
     root = Path(runs_dir or "runs")
     return sorted(str(p.parent) for p in root.glob("*/config.json"))
 
@@ -613,7 +624,7 @@ def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = 
     mpath = build / "manifest.json"
     mpath.write_text(json.dumps({"profile": profile, "runs_dir": runs_dir, "runs": manifest}, indent=1))
     # ---- grading (fresh kernel; each run graded in its own process by runs.grade_run)
-    have = [rd for rd in manifest.values() if rd and Path(rd, "samples.jsonl").exists()]
+    have = [rd for rd in dict.fromkeys(manifest.values()) if rd and Path(rd, "samples.jsonl").exists()]
     stale = [rd for rd in have if not grades_current(rd)]
     if stale:
         out, side = executed / "grade.ipynb", sidecars / "grade.json"
@@ -647,7 +658,8 @@ def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = 
         s0 = time.time()
         try:
             path = report.build_report(profile=profile, build_dir=build, figures_dir=figures_dir, out_dir=report_dir,
-                                       runs=[rd for rd in manifest.values() if rd], render_notebooks=prof.report_notebooks)
+                                       runs=[rd for rd in dict.fromkeys(manifest.values()) if rd],
+                                       render_notebooks=prof.report_notebooks)
             results.append(StepResult("report", str(path), "ok", time.time() - s0))
         except Exception as e:  # noqa: BLE001
             results.append(StepResult("report", report_dir, "failed", time.time() - s0, error=f"{type(e).__name__}: {e}"))
