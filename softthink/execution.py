@@ -385,6 +385,26 @@ def _killpg(pgid: int) -> None:
         pass
 
 
+def _kill_uid(uid: int, rounds: int = 5) -> None:
+    """SIGKILL every process whose real uid is ``uid`` (the uid is held exclusively by this run, see _UidPool).
+    Repeated a few times: a forking process can create a child between the scan and the kill."""
+    for _ in range(rounds):
+        found = False
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    line = next((ln for ln in f if ln.startswith("Uid:")), "")
+                if line and int(line.split()[1]) == uid:
+                    found = True
+                    os.kill(int(d), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+        if not found:
+            return
+
+
 def _read_small_file(path: str, limit: int = 4 << 20) -> bytes | None:
     """Read a file the program may have tampered with: no symlinks followed, regular files only, size-capped."""
     try:
@@ -416,6 +436,15 @@ def _rmtree(path: str) -> None:
         except OSError:
             pass
     shutil.rmtree(path, onerror=onerror)
+
+
+def _launcher_failed(info: SandboxInfo, stderr: str) -> bool:
+    """The sandbox, not the program, failed: our setup tag, or an error from a launcher tool (unshare, prlimit,
+    setpriv, the shell itself -- named ``softthink-sandbox`` -- or the interpreter unable to open prog.py).
+    A Python program's own errors start with a traceback instead."""
+    first = stderr.lstrip().split("\n", 1)[0]
+    prefixes = ("unshare:", "setpriv:", "prlimit:", "softthink-sandbox:", info.python + ":")
+    return SETUP_FAILED_TAG in first or first.startswith(prefixes)
 
 
 def _classify(rc: int | None, stderr: str) -> str:
@@ -471,6 +500,8 @@ def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: 
         out, err = _CappedBuffer(output_cap), _CappedBuffer(output_cap)
         timed_out = _pump(proc, out, err, deadline=t0 + timeout)
         _killpg(proc.pid)  # timeout, or stragglers left in the group after a normal exit
+        if uid is not None and info.isolation != "namespaces":
+            _kill_uid(uid)  # no pid namespace: also catch processes that left the group with setsid
         try:
             rc = proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # should not happen after SIGKILL; never hang the grader
@@ -479,7 +510,7 @@ def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: 
         stderr = err.text()
         if timed_out:
             status = "timeout"
-        elif rc == SETUP_FAILED_RC and SETUP_FAILED_TAG in stderr:
+        elif rc != 0 and _launcher_failed(info, stderr):
             status = "sandbox_error"
         else:
             status = _classify(rc, stderr)

@@ -164,6 +164,17 @@ def test_collect_reads_files_back_but_not_through_symlinks():
     assert r.files == {"a.txt": b"hello"}
 
 
+def test_launcher_failure_is_a_sandbox_error_not_a_wrong_answer():
+    import dataclasses
+    broken = dataclasses.replace(INFO, tools={**INFO.tools, "prlimit": "/nonexistent/prlimit"})
+    r = ex._run(broken, "print(1)", stdin=None, timeout=3.0, memory_mb=512, cpu_seconds=None, files=None,
+                collect=(), output_cap=ex.OUTPUT_CAP)
+    assert r.status == "sandbox_error" and r.error, r
+    # a program that prints something tool-like to stderr is still judged as a program
+    r = run_program("import sys\nsys.stderr.write('Traceback: prlimit: x\\n')\nsys.exit(1)")
+    assert r.status == "runtime_error"
+
+
 def test_run_many_keeps_order():
     rs = run_many([f"print({i})" for i in range(12)] + [{"source": "print('kw')", "timeout": 2.0}], workers=2)
     assert [r.stdout.strip() for r in rs] == [str(i) for i in range(12)] + ["kw"]
