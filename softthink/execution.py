@@ -199,6 +199,7 @@ class SandboxInfo:
     tools: dict[str, str]
     reexpose: tuple[str, ...]      # interpreter prefixes re-mounted under the hidden /root
     drop_uid: bool
+    numpy: bool = False            # importable inside the sandbox (MBPP's official header needs it)
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,7 +208,8 @@ class SandboxInfo:
 
 def _interpreter_prefixes() -> tuple[str, ...]:
     """Real paths of the install prefixes the sandbox interpreter needs that lie under the hidden /root."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)))}
+    paths = {os.path.realpath(p)
+             for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)))}
     under = sorted(p for p in paths if p == _SECRET_MOUNT_ROOT or p.startswith(_SECRET_MOUNT_ROOT + "/"))
     # keep only outermost paths (a bind of the prefix covers its bin/)
     out: list[str] = []
@@ -240,12 +242,20 @@ def _detect() -> SandboxInfo:
     if is_root and tools["setpriv"]:
         candidates.append(SandboxInfo("uid", "none", reexpose=(), drop_uid=True, **base))
     candidates.append(SandboxInfo("none", "none", reexpose=(), drop_uid=False, **base))
+    # The probe must report this very interpreter: run as another uid, an interpreter whose shared library sits
+    # in an unreadable directory silently falls back to the system libpython (seen with pyenv under /root).
+    probe = ("import sys\nprint(sys.version)\ntry:\n    import numpy\n    print('numpy')\n"
+             "except Exception as e:\n    print('no numpy:', repr(e))\n")
     for cand in candidates:
-        res = _run(cand, "import numpy, sys\nprint(sys.version)\n", stdin=None, timeout=30.0,
-                   memory_mb=DEFAULT_MEMORY_MB, cpu_seconds=30, files=None, collect=(), output_cap=OUTPUT_CAP)
-        if res.status == "passed" and res.stdout.strip() == sys.version.strip():
-            return SandboxInfo(**{**asdict(cand), "notes": tuple(notes)})
-        notes.append(f"{cand.isolation}: probe failed ({res.status}, rc={res.returncode}): {res.stderr[-300:]!r}")
+        res = _run(cand, probe, stdin=None, timeout=30.0, memory_mb=DEFAULT_MEMORY_MB, cpu_seconds=30,
+                   files=None, collect=(), output_cap=OUTPUT_CAP)
+        lines = res.stdout.strip().split("\n")
+        if res.status == "passed" and "\n".join(lines[:-1]) == sys.version.strip():
+            if lines[-1] != "numpy":
+                notes.append(f"{cand.isolation}: {lines[-1]} (MBPP official header will fail)")
+            return SandboxInfo(**{**asdict(cand), "numpy": lines[-1] == "numpy", "notes": tuple(notes)})
+        notes.append(f"{cand.isolation}: probe failed ({res.status}, rc={res.returncode}): "
+                     f"{(res.stdout + res.stderr)[-300:]!r}")
     return SandboxInfo(**{**asdict(candidates[-1]), "notes": tuple(notes)})
 
 
@@ -461,7 +471,6 @@ def _classify(rc: int | None, stderr: str) -> str:
 def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: float, memory_mb: int,
          cpu_seconds: int | None, files: dict[str, str | bytes] | None, collect: Sequence[str],
          output_cap: int) -> ExecResult:
-    t0 = time.monotonic()
     uid, uid_lock = _UIDS.acquire() if info.drop_uid else (None, -1)
     workdir = tempfile.mkdtemp(prefix="softthink-sbx-")
     stdin_f = None
@@ -488,6 +497,7 @@ def _run(info: SandboxInfo, source: str, *, stdin: str | bytes | None, timeout: 
         if info.isolation == "namespaces":
             argv = [info.tools["unshare"], "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
                     "--propagation", "private", "--"] + argv
+        t0 = time.monotonic()   # the limit counts from launch, not from waiting for a uid or writing files
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=_sandbox_env(workdir),
                                     stdin=stdin_f if stdin_f is not None else subprocess.DEVNULL,
