@@ -994,6 +994,9 @@ def grade_code(dataset: str, item: Any, completion: str, *, mode: str = "suite",
         if ex.code is None:
             return _grade_from_status("no_code", None, detail)
         tests, func_name = got
+        if not func_name and any(tc.get("testtype") == "functional" for tc in tests):
+            detail["reason"] = "functional tests without func_name"
+            return _grade_from_status("ungraded", ex.code, detail)
         t = timeout if timeout is not None else (LCB_OFFICIAL_TIMEOUT if mode == "official" else LCB_TIMEOUT)
         r = grade_lcb(ex.code, tests, func_name, timeout=t, memory_mb=memory_mb)
         detail.update({k: v for k, v in r.items() if k != "status"})

@@ -495,6 +495,11 @@ def test_lcb_without_tests_is_ungraded_never_wrong():
         assert (g.correct, g.status) == (None, "ungraded")
     g = grade_code("livecodebench", lcb_item(STDIN_TESTS), "no code here")
     assert (g.correct, g.status) == (False, "no_code")
+    # functional tests but no function name to call: cannot be graded, so not wrong either
+    broken = lcb_item(FUNC_TESTS, "twoSum")
+    broken.meta["tests"]["func_name"] = None
+    g = grade_code("livecodebench", broken, fence(TWO_SUM % "[seen[target - x], i]"))
+    assert (g.correct, g.status, g.detail["reason"]) == (None, "ungraded", "functional tests without func_name")
 
 
 def test_grade_code_rejects_unknown_dataset_and_mode():
