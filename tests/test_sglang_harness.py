@@ -505,6 +505,14 @@ def test_mixed_soft_and_discrete_batches(qwen):
     _run(qwen, cfgs, seed=4, max_bs=4)
 
 
+def test_thinkrouter_and_moi_through_the_driver(qwen):
+    cfgs = [_soft_cfg(method="thinkrouter", thinkrouter={"threshold": 0.3}),
+            _soft_cfg(method="thinkrouter", thinkrouter={"threshold": 0.6, "discrete": "argmax"}),
+            _soft_cfg(method="moi", moi={"beta": 1.0}), _soft_cfg(method="moi", moi={"beta": 0.5}, seed=4),
+            _soft_cfg()]
+    _run(qwen, cfgs, seed=21, max_bs=4, kmax=24)  # MoI inputs span K_m + 1 = 21 slots
+
+
 @pytest.mark.parametrize("kind", ["gumbel", "dirichlet"])
 def test_noise_counter_rng_matches(qwen, kind):
     cfgs = [_soft_cfg(noise={"kind": kind, "rng": "counter"}), _soft_cfg(noise={"kind": kind, "rng": "counter"}, seed=9),
@@ -643,4 +651,9 @@ def test_cli_and_refusals_without_sglang(capsys):
     with pytest.raises(UnsupportedMode):
         LaunchOptions(model_path="m", extra={"pp_size": 2})
     with pytest.raises(D.PluginRequestError):
-        build_request(GenerationConfig.from_dict({"method": "moi"}), [5], [1], 0)
+        build_request(GenerationConfig.from_dict({"method": "coconut_tf"}), [5], [1], 0)
+    with pytest.raises(D.PluginRequestError):
+        build_request(GenerationConfig.from_dict({"method": "swir"}), [5], [1], 0)
+    with pytest.raises(D.PluginRequestError):
+        D.RequestSpec.from_params(D.soft_custom_params(GenerationConfig.from_dict({"method": "moi"}), [5], [1],
+                                                       answer="native"))

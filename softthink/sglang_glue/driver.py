@@ -29,8 +29,9 @@ import torch
 from softthink import core
 from softthink.sglang_glue.tables import SoftStateTables
 
-#: methods the plugin runs through the driver (the others: discrete methods run natively, the rest are refused)
-DRIVER_METHODS = ("soft", "avg_embedding")
+#: methods the plugin runs through the driver (the others: discrete methods run natively, the rest are refused:
+#: COCONUT-TF feeds hidden states and SwiReasoning full-vocabulary inputs, neither fits the [R, K] tables)
+DRIVER_METHODS = ("soft", "avg_embedding", "thinkrouter", "moi")
 NATIVE_METHODS = ("cot_sample", "cot_greedy", "nothinking")
 
 
@@ -94,6 +95,9 @@ class RequestSpec:
         answer = p.get("st_answer", "driver")
         if answer not in ("driver", "native"):
             raise PluginRequestError(f"st_answer must be 'driver' or 'native', not {answer!r}")
+        if answer == "native" and cfg.method == "moi":
+            raise PluginRequestError("method 'moi' mixes the sampled answer token into the next input: it needs "
+                                     "st_answer='driver'")
         spec = cls(cfg_json, marker, eos, int(p.get("st_uid", 0)), answer == "driver")
         try:
             p["__st_spec__"] = spec  # cache on the request's own dict (a per-request copy in SGLang)
@@ -192,7 +196,8 @@ def driver_step(
         width, cwidth = s.widths(vocab)
         if cwidth > tables.kmax:
             raise PluginRequestError(
-                f"think.max_topk={cwidth} exceeds the server's concept width SOFTTHINK_SGLANG_KMAX={tables.kmax}")
+                f"the request's concept width {cwidth} (think.max_topk; moi.top_k + 1 for MoI) exceeds the server's "
+                f"SOFTTHINK_SGLANG_KMAX={tables.kmax} (sglang-serve --kmax)")
         dirichlet = s.cfg.noise.kind == "dirichlet"
         groups.setdefault((m, width, cwidth, dirichlet), []).append(i)
     if not groups:
@@ -228,9 +233,10 @@ def driver_step(
         keys = core.row_keys(prm.seed, uid, state.step)
         out, new = core.step(z, state, prm, keys, width=width, concept_width=cwidth, dirichlet=dirichlet)
 
-        # 2. write the rows back (in place)
-        soft = prm.method != core.METHOD_CODES["cot_sample"]
-        active = soft & new.think & (new.force == 0)
+        # 2. write the rows back (in place). The next input is soft unless it is the one-hot of the token
+        # (then the model side takes the plain lookup of the sampled id, which native ANSWER sampling may choose)
+        onehot = (out.in_ids[:, 0] == out.token) & (out.in_w[:, 0] == 1) & (out.in_w[:, 1:] == 0).all(-1)
+        active = ~onehot
         ids = torch.zeros((len(members), tables.kmax), dtype=torch.int64, device=device)
         w = torch.zeros((len(members), tables.kmax), dtype=torch.float32, device=device)
         ids[:, :cwidth] = out.in_ids
@@ -282,18 +288,21 @@ def _merge_outs(parts: Dict[tuple, core.StepOut], n: int, device) -> Optional[co
     the merged concept is padded to the widest."""
     kw = max(o.in_ids.shape[1] for o in parts.values())
     acc = {}
-    for f in fields(core.StepOut):
-        ref = next(iter(parts.values()))
-        t = getattr(ref, f.name)
+    ref = next(iter(parts.values()))
+    names = [f.name for f in fields(core.StepOut) if getattr(ref, f.name) is not None]
+    for name in names:
+        t = getattr(ref, name)
         shape = (n, kw) if t.dim() == 2 else (n,)
-        acc[f.name] = torch.zeros(shape, dtype=t.dtype, device=device)
+        acc[name] = torch.zeros(shape, dtype=t.dtype, device=device)
     for members, o in parts.items():
         sel = torch.tensor(members, dtype=torch.int64, device=device)
-        for f in fields(core.StepOut):
-            t = getattr(o, f.name)
+        for name in names:
+            t = getattr(o, name)
+            if t is None:
+                continue
             if t.dim() == 2:
                 t = torch.nn.functional.pad(t, (0, kw - t.shape[1]))
-            acc[f.name].index_copy_(0, sel, t.to(acc[f.name].dtype))
+            acc[name].index_copy_(0, sel, t.to(acc[name].dtype))
     return core.StepOut(**acc)
 
 
