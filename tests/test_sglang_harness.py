@@ -82,6 +82,7 @@ class SimReq:
     uid: int
     request: dict  # build_request(...) output
     cancel_after: Optional[int] = None  # client cancel once this many tokens are known on the host
+    retract_after: Optional[int] = None  # retract (free KV + row, re-prefill prompt + output_ids) after this many
     arrival: int = 0
     # runtime
     state: str = "waiting"  # waiting | prefilling | running | done
@@ -94,6 +95,7 @@ class SimReq:
     host_finished: bool = False
     finish_reason: Optional[str] = None
     params: Optional[dict] = None  # the per-request custom_params dict (+ "__req__")
+    fill: List[int] = field(default_factory=list)  # what the (re-)prefill feeds
     fake: Optional[FakeReq] = None
     records: List[dict] = field(default_factory=list)
     rows_used: List[int] = field(default_factory=list)
@@ -133,10 +135,11 @@ class SimServer:
         T.unpublish()
 
     # -- requests --------------------------------------------------------------------------------------------------
-    def add(self, rid, prompt, cfg, uid, cancel_after=None, arrival=0, driver_answer="driver"):
+    def add(self, rid, prompt, cfg, uid, cancel_after=None, arrival=0, driver_answer="driver", retract_after=None):
         req = build_request(cfg, marker_ids(self.tok, cfg.think.end_str), self.eos, uid, driver=self.driver,
                             answer=driver_answer)
-        self.reqs.append(SimReq(rid, list(prompt), cfg, uid, req, cancel_after=cancel_after, arrival=arrival))
+        self.reqs.append(SimReq(rid, list(prompt), cfg, uid, req, cancel_after=cancel_after, arrival=arrival,
+                                retract_after=retract_after))
 
     # -- model -----------------------------------------------------------------------------------------------------
     def _forward(self, req: SimReq, embeds: torch.Tensor) -> torch.Tensor:
@@ -185,6 +188,15 @@ class SimServer:
         return torch.argmax(logits, dim=-1)
 
     # -- scheduler -------------------------------------------------------------------------------------------------
+    def _retract(self, req: SimReq):
+        """ScheduleBatch.retract_decode: free KV and row; re-admission re-prefills prompt + output_ids as hard
+        tokens (the soft history is lost, engine.on_retraction = replay_hard)."""
+        self._free(req)
+        req.cache, req.pos, req.prefilled = None, 0, 0
+        req.fake.retraction_count += 1
+        req.state = "waiting"
+        req.retract_after = None
+
     def _admit(self, req: SimReq):
         row = self.free.pop()
         if row in self._row_owner:
@@ -192,15 +204,17 @@ class SimServer:
         self._row_owner[row] = req.rid
         req.row = row
         req.rows_used.append(row)
-        req.fake = FakeReq(req.rid, req.prompt)
+        if req.fake is None:
+            req.fake = FakeReq(req.rid, req.prompt)
         req.fake.kv.req_pool_idx = row
         sp = req.request["sampling_params"]
-        if "custom_params" in sp:  # sglang: custom_params | {"__req__": weakref.proxy(req)}
+        if "custom_params" in sp and req.params is None:  # sglang: custom_params | {"__req__": weakref.proxy(req)}
             req.params = dict(sp["custom_params"]) | {"__req__": req.fake}
             if self.driver == "B":
                 PL.on_req_init(None, _ReqView(req))
-        # chunk plan
-        n = len(req.prompt)
+        # chunk plan (a re-admitted request re-prefills prompt + output_ids)
+        req.fill = req.prompt + list(req.fake.output_ids)
+        n = len(req.fill)
         sizes = []
         while n > 0:
             c = n if not self.chunk_max else min(n, self.rng.randint(1, self.chunk_max))
@@ -240,7 +254,7 @@ class SimServer:
             logits, last = [], []
             for r in batch:
                 c = r.chunks.pop(0)
-                ids = torch.tensor(r.prompt[r.prefilled: r.prefilled + c])
+                ids = torch.tensor(r.fill[r.prefilled: r.prefilled + c])
                 r.prefilled += c
                 logits.append(self._forward(r, self.weight[ids]))
                 last.append(not r.chunks)
@@ -294,6 +308,9 @@ class SimServer:
                 r.finish_reason = reason
                 r.state = "done"
                 self._free(r)
+            elif r.retract_after is not None and len(r.fake.output_ids) >= r.retract_after:
+                assert not self.overlap, "the harness retracts only without the overlap scheduler"
+                self._retract(r)
 
     def _check_finish(self, r: SimReq):
         """SGLang's order: stop string, then EOS / stop ids, then length."""
@@ -657,3 +674,59 @@ def test_cli_and_refusals_without_sglang(capsys):
     with pytest.raises(D.PluginRequestError):
         D.RequestSpec.from_params(D.soft_custom_params(GenerationConfig.from_dict({"method": "moi"}), [5], [1],
                                                        answer="native"))
+
+
+@pytest.mark.parametrize("when", ["think", "answer"])
+def test_retraction_replays_hard_and_restarts_phase(qwen, when):
+    """Retraction (no overlap): the request is re-prefilled with prompt + output_ids as hard tokens. Oracle: the
+    reference's first j tokens, then the reference run on prompt + those j tokens (THINK start: soft; ANSWER start,
+    i.e. the marker is in the history: greedy answers == CoT greedy under `as_published` without noise)."""
+    model, tok = qwen
+    cfg = _soft_cfg(preset="as_published", max_new_tokens=26)
+    rng = random.Random(31)
+    prompt = _prompts(rng, 1)[0]
+    eng = HFEngine(model, tok, progress=False)
+    full = eng.generate([prompt], cfg, sample_uids=[100])[0]
+    assert full.think_end_step is not None
+    j = max(2, full.think_end_step - 4) if when == "think" else full.think_end_step + 2
+    sim = SimServer(model, tok, rows=2, kmax=12, overlap=False, chunk_max=4, seed=31, max_bs=2)
+    try:
+        sim.add("r0", prompt, cfg, uid=100, retract_after=j)
+        sim.add("r1", _prompts(rng, 1)[0], cfg, uid=101, arrival=3)
+        sim.run()
+        got = sim.reqs[0].fake.output_ids
+        assert sim.reqs[0].fake.retraction_count == 1
+        assert got[:j] == full.token_ids[:j]
+        rest_cfg = cfg.replace(max_new_tokens=26 - j)
+        if when == "answer":
+            rest_cfg = GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": 26 - j})
+        rest = eng.generate([prompt + full.token_ids[:j]], rest_cfg, sample_uids=[100])[0]
+        assert got[j:] == rest.token_ids
+        ref_r1 = eng.generate([sim.reqs[1].prompt], cfg, sample_uids=[101])[0]
+        assert sim.reqs[1].fake.output_ids == ref_r1.token_ids
+        assert_row0_pristine(sim)
+    finally:
+        sim.close()
+
+
+def test_request_building_and_output_mapping():
+    from softthink.sglang_glue.launch import _finish_reason
+
+    cfg = GenerationConfig.from_dict({"method": "soft", "preset": "as_published", "max_new_tokens": 100,
+                                      "stop": ["###"]})
+    req = build_request(cfg, [260], [256], uid=7)
+    sp = req["sampling_params"]
+    assert sp["temperature"] == 0.0 and sp["max_new_tokens"] == 100 and sp["stop"] == ["###"]
+    assert sp["custom_params"]["st"] == 1 and sp["custom_params"]["st_uid"] == 7
+    assert GenerationConfig.from_dict(__import__("json").loads(sp["custom_params"]["st_cfg"])) == cfg
+    assert "custom_logit_processor" in req and "cache_salt" not in req  # as_published shares the prefix cache
+    corr = build_request(GenerationConfig.from_dict({"method": "soft"}), [260], [256], uid=7, driver="B")
+    assert "custom_logit_processor" not in corr and corr["cache_salt"].endswith("-7")
+    cot = build_request(GenerationConfig.from_dict({"method": "cot_sample"}), [260], [256], uid=1)
+    assert "custom_params" not in cot["sampling_params"] and cot["sampling_params"]["temperature"] == 0.6
+    assert _finish_reason({"finish_reason": {"type": "stop", "matched": 256}}, [256]) == "eos"
+    assert _finish_reason({"finish_reason": {"type": "stop", "matched": "###"}}, [256]) == "stop"
+    assert _finish_reason({"finish_reason": {"type": "length", "length": 5}}, [256]) == "length"
+    assert _finish_reason({"finish_reason": {"type": "abort"}}, [256]) == "abort"
+    assert think_stats([1, 2, 27, 14, 9], [27, 14], True) == (4, 4)
+    assert think_stats([1, 2, 3], [27, 14], True) == (None, 3)
