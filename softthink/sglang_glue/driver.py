@@ -159,6 +159,15 @@ def _expand(prm: core.Params, n: int) -> core.Params:
 
 
 # ------------------------------------------------------------------------------------------------ the step
+def h2d(values, dtype, device) -> torch.Tensor:
+    """Host list -> device tensor without a host sync: pinned staging + non_blocking copy on CUDA (a pageable
+    copy would block the host and break the overlap scheduler's CPU/GPU overlap)."""
+    t = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @dataclass
 class DriverOut:
     token: torch.Tensor  # [n] the token each row must produce
@@ -205,7 +214,7 @@ def driver_step(
 
     step_parts = {}
     for (m, width, cwidth, dirichlet), members in groups.items():
-        sel = torch.tensor(members, dtype=torch.int64, device=device)
+        sel = h2d(members, torch.int64, device)
         r = rows.index_select(0, sel)
         z = logits.index_select(0, sel)
         g_specs = [specs[i] for i in members]
@@ -213,9 +222,9 @@ def driver_step(
         prm = _cat_params([_params_row(s, device) for s in g_specs]) if len({s.cfg_json for s in g_specs}) > 1 \
             else _expand(_params_row(g_specs[0], device), len(members))
         if len({s.marker for s in g_specs}) > 1:  # same length, different ids
-            prm.marker = torch.tensor([list(s.marker) for s in g_specs], dtype=torch.int64, device=device)
-        uid = torch.tensor([s.uid for s in g_specs], dtype=torch.int64, device=device)
-        st0 = torch.tensor([bool(start_think[i]) for i in members], dtype=torch.bool, device=device)
+            prm.marker = h2d([list(s.marker) for s in g_specs], torch.int64, device)
+        uid = h2d([s.uid for s in g_specs], torch.int64, device)
+        st0 = h2d([bool(start_think[i]) for i in members], torch.bool, device)
 
         # 1. fresh rows: initialise (start phase, counters, RNG step) before use
         g = tables.gather(r)
@@ -253,9 +262,8 @@ def driver_step(
         # only see through a token: the answer-phase abort (EOS instead of the token after the flag) and an EOS
         # argmax replaced by the forced marker (the reference finishes on the raw EOS; we emit that EOS).
         ne = max(1, max(len(s.eos) for s in g_specs))
-        eos = torch.tensor([list(s.eos) + [-1] * (ne - len(s.eos)) for s in g_specs], dtype=torch.int64,
-                           device=device)
-        by_driver = torch.tensor([s.answer_by_driver for s in g_specs], dtype=torch.bool, device=device)
+        eos = h2d([list(s.eos) + [-1] * (ne - len(s.eos)) for s in g_specs], torch.int64, device)
+        by_driver = h2d([s.answer_by_driver for s in g_specs], torch.bool, device)
         abort_fin = out.abort_finish & (eos[:, 0] >= 0)
         raw_eos = (out.raw_token[:, None] == eos).any(-1) & (eos[:, 0] >= 0)
         tok = torch.where(raw_eos & (out.token != out.raw_token), out.raw_token, out.token)
@@ -295,7 +303,7 @@ def _merge_outs(parts: Dict[tuple, core.StepOut], n: int, device) -> Optional[co
         shape = (n, kw) if t.dim() == 2 else (n,)
         acc[name] = torch.zeros(shape, dtype=t.dtype, device=device)
     for members, o in parts.items():
-        sel = torch.tensor(members, dtype=torch.int64, device=device)
+        sel = h2d(members, torch.int64, device)
         for name in names:
             t = getattr(o, name)
             if t is None:

@@ -111,7 +111,7 @@ class SoftThinkingLogitProcessor(_Base):
             raise RuntimeError(
                 f"softthink: req_pool_idx {bad} outside the state tables (rows={tables.rows}); restart the server "
                 f"with SOFTTHINK_SGLANG_MAX_ROWS larger than --max-running-requests")
-        r = torch.tensor(rows, dtype=torch.int64).to(logits.device, non_blocking=True)
+        r = D.h2d(rows, torch.int64, logits.device)
         out = D.driver_step(tables, logits, r, specs, starts)
         return D.force_logits(logits, out.token, out.force)
 

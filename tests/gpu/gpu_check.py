@@ -9,6 +9,8 @@ and one NVIDIA GPU (H100/H200); finishes in a few minutes. Writes a JSON report 
    152,064-id vocabulary at batch 1..256, three consecutive steps on the same rows, on the GPU and on the CPU;
    tokens identical, concept ids identical and weights within 1e-5 except rows whose filter boundary is a near tie
    (reported).
+2b. **nosync**: the driver step, the mixing and the forced logits run under `torch.cuda.set_sync_debug_mode("error")`
+   (no host synchronisation, as the overlap scheduler needs).
 3. **timing**: decode step time of soft vs discrete (CoT greedy) decoding with `HFEngine` on a randomly
    initialised 1.5B-shaped Qwen2 model (bf16), reported as a ratio, plus the plugin's own per-step costs
    (mixing + driver) at batch 1..256.
@@ -183,6 +185,39 @@ def check_driver(dev, vocab, batches, steps=3, rows=1024):
     return res
 
 
+# ---------------------------------------------------------------------------------------------------- 2b. no sync
+def check_nosync(dev, vocab, bs=64, rows=1024):
+    """The driver step and the mixing must not synchronise the host with the GPU (the overlap scheduler launches
+    step t+1 while step t runs): run them under `torch.cuda.set_sync_debug_mode("error")` after a warm-up that fills
+    the per-config parameter cache."""
+    if dev.type != "cuda":
+        return {"ok": True, "skipped": "needs CUDA"}
+    tb = T.SoftStateTables(rows, 30, device=dev)
+    r = torch.arange(1, bs + 1, device=dev)
+    specs = _specs(bs, [vocab - 5], vocab - 1)
+    weight = torch.randn(vocab, 256, device=dev, dtype=torch.bfloat16)
+    z = torch.randn(bs, vocab, device=dev)
+    ids = torch.randint(0, vocab, (bs,), device=dev)
+    tb.reset_rows(r)
+    D.driver_step(tb, z, r, specs)  # warm-up: parameter cache
+    torch.cuda.synchronize()
+    res = {"ok": True}
+    for name, fn in (("mix", lambda: tb.mix(weight, r, ids)),
+                     ("driver", lambda: D.driver_step(tb, z, r, specs)),
+                     ("force_logits", lambda: D.force_logits(z, ids, ids % 2 == 0))):
+        try:
+            torch.cuda.set_sync_debug_mode("error")
+            fn()
+            res[name] = "no sync"
+        except Exception as e:
+            res[name] = f"SYNC: {e!r}"[:500]
+            res["ok"] = False
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    return res
+
+
 # ---------------------------------------------------------------------------------------------------- 3. timing
 def tiny_or_15b(small: bool):
     from transformers import Qwen2Config
@@ -282,7 +317,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="small shapes (CPU smoke run)")
-    ap.add_argument("--only", nargs="*", default=["graph", "driver", "timing"])
+    ap.add_argument("--only", nargs="*", default=["graph", "driver", "nosync", "timing"])
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_check.json"))
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
@@ -298,6 +333,7 @@ def main(argv=None):
     checks = {
         "graph": lambda: check_graph(dev, vocab, hidden, batches),
         "driver": lambda: check_driver(dev, 2048 if small else 152064, batches),
+        "nosync": lambda: check_nosync(dev, 2048 if small else 152064),
         "timing": lambda: check_timing(dev, small, [1, 4] if small else [1, 16, 64]),
     }
     ok = True
