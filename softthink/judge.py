@@ -11,6 +11,7 @@
   never written anywhere; a missing key is a recorded failure (``judge_no_key``), as is a missing ``openai`` package
   (``judge_unavailable``) and an API error after bounded retries (``judge_error``). Failures are recorded, never
   dropped: the sample is not-judged-correct.
+* Math and GPQA only: code datasets are graded by execution and get no judge column.
 * Only samples the rule grader did not accept are sent (``skipped_rule_correct`` otherwise): rule OR judge is the
   same, and no call is spent on them.
 * Replies are cached on disk under ``cache_dir/<h[:2]>/<h>.json`` with ``h = sha256(canonical JSON of {prompt, model,

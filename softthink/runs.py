@@ -974,6 +974,9 @@ def grade_in_process(run_dir: str | os.PathLike, mode: str | None = None, judge:
             records[i].update(g.to_dict() if hasattr(g, "to_dict") else dict(g))
 
     use_judge = spec.grader.judge.enabled if judge is None else judge
+    if use_judge and dataset.kind == "code":  # code is graded by execution; a text judge has nothing to add
+        print(f"note: no LLM judge for code dataset {spec.dataset}", file=sys.stderr)
+        use_judge = False
     if use_judge:
         from softthink import judge as judge_mod
 

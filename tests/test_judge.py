@@ -114,3 +114,17 @@ def test_judge_in_grading_stage_writes_acc_judge_and_never_the_key(tmp_path, mon
     for f in list(Path(tmp_path).rglob("*")):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_no_judge_for_code_datasets(tmp_path, monkeypatch):
+    from test_runs import FakeEngine, spec_dict
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    spec = runs.RunSpec.from_dict(spec_dict(dataset="humaneval", limit=1, n=2, grader={"judge": {
+        "cache_dir": str(tmp_path / "jcache")}}))
+    rd = runs.generate_run(spec, engine=FakeEngine(runs.load_tokenizer("tiny-random-llama")), progress=False,
+                           runs_dir=tmp_path / "runs")
+    client = FakeClient(["YES"] * 4)
+    grades = runs.read_jsonl(runs.grade_in_process(rd.path, judge_client=client))
+    assert client.calls == [] and all("judge" not in g for g in grades)
+    assert all(g["status"] == "no_code" for g in grades)  # the fake writes no code block
