@@ -285,3 +285,23 @@ def test_engine_refuses_without_cuda():
         pytest.skip("CUDA present")
     with pytest.raises(SGLangUnavailable, match="transformers engine"):
         SGLangEngine("some/model")
+
+
+def test_request_survives_sglang_sampling_params_ipc():
+    """The request built by the client passes SGLang's SamplingParams type (msgspec, the IPC codec) unchanged."""
+    import msgspec
+    from sglang.srt.sampling.sampling_params import SamplingParams
+
+    from softthink.config import GenerationConfig
+    from softthink.sglang_glue.driver import RequestSpec
+    from softthink.sglang_glue.launch import build_request
+
+    for cfg in ({"method": "soft", "stop": ["###"], "cold_stop": {"threshold": 0.01, "length": 256}},
+                {"method": "moi"}, {"method": "cot_greedy", "think": {"budget": 10}}):
+        req = build_request(GenerationConfig.from_dict(cfg), [151668], [151645, 151643], uid=5)
+        sp = dict(req["sampling_params"])
+        stop = sp.pop("stop", None)
+        back = msgspec.msgpack.decode(msgspec.msgpack.encode(SamplingParams(**sp, stop=stop)), type=SamplingParams)
+        assert back.custom_params == req["sampling_params"]["custom_params"]
+        spec = RequestSpec.from_params(dict(back.custom_params))
+        assert spec.marker == (151668,) and spec.eos == (151645, 151643) and spec.uid == 5
