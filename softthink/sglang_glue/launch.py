@@ -285,10 +285,15 @@ class SGLangEngine:
             meta = o.get("meta_info", {})
             ids = list(o.get("output_ids") or meta.get("output_ids") or [])
             end_step, n_think = think_stats(ids, marker, config.is_soft)
+            reason = _finish_reason(meta, self.eos_ids())
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if reason == "stop":  # cut at the stop string, as the transformers engine does
+                cut = min((text.find(s) for s in config.stop if s in text), default=-1)
+                text = text[:cut] if cut >= 0 else text
             gens.append(Generation(
-                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                text=text,
                 token_ids=ids,
-                finish_reason=_finish_reason(meta, self.eos_ids()),
+                finish_reason=reason,
                 think_end_reason=("marker" if end_step is not None else None) if config.is_soft else None,
                 num_tokens=len(ids),
                 num_thinking_tokens=n_think,
