@@ -730,3 +730,35 @@ def test_request_building_and_output_mapping():
     assert _finish_reason({"finish_reason": {"type": "abort"}}, [256]) == "abort"
     assert think_stats([1, 2, 27, 14, 9], [27, 14], True) == (4, 4)
     assert think_stats([1, 2, 3], [27, 14], True) == (None, 3)
+
+
+def test_sglang_engine_generate_with_a_stand_in_engine(qwen):
+    """`SGLangEngine.generate` builds one request per prompt and maps SGLang's outputs to `Generation` (the
+    stand-in returns what `sgl.Engine.generate` returns: output_ids + meta_info.finish_reason)."""
+    from softthink.sglang_glue.launch import LaunchOptions, SGLangEngine
+
+    model, tok = qwen
+    cfg = _soft_cfg(max_new_tokens=6, stop=["zz"])
+    marker = marker_ids(tok, "</think>")
+    seen = {}
+
+    class StandIn:
+        def generate(self, **kw):
+            seen.update(kw)
+            return [{"output_ids": [5, 6] + marker + [7, 256], "meta_info": {"finish_reason": {"type": "stop",
+                                                                                              "matched": 256}}},
+                    {"output_ids": [9] * 6, "meta_info": {"finish_reason": {"type": "length", "length": 6}}}]
+
+    eng = SGLangEngine.__new__(SGLangEngine)
+    eng.options = LaunchOptions(model_path="m")
+    eng.tokenizer, eng._engine, eng.retractions = tok, StandIn(), 0
+    gens = eng.generate([[3, 4, 5], "hello"], cfg, sample_uids=[11, 12])
+    assert len(seen["input_ids"]) == 2 and seen["sampling_params"][1]["custom_params"]["st_uid"] == 12
+    assert len(seen["custom_logit_processor"]) == 2 and all(s.startswith("softthink-") for s in seen["cache_salt"])
+    g0, g1 = gens
+    assert g0.finish_reason == "eos" and g0.think_end_step == 2 + len(marker) and g0.think_end_reason == "marker"
+    assert g0.num_thinking_tokens == 2 + len(marker) and g0.num_answer_tokens == 2 and g0.sample_uid == 11
+    assert g1.finish_reason == "length" and g1.think_end_step is None and g1.num_thinking_tokens == 6
+    from softthink.chat import encode_prompt
+
+    assert g1.prompt_tokens == len(encode_prompt(tok, "hello"))

@@ -267,8 +267,9 @@ class SGLangEngine:
         from softthink.engine import Generation
 
         uids = list(sample_uids) if sample_uids is not None else list(range(len(prompts)))
-        input_ids = [self.tokenizer.encode(p, add_special_tokens=False) if isinstance(p, str) else list(p)
-                     for p in prompts]
+        from softthink.chat import encode_prompt  # the same prompt encoding as HFEngine
+
+        input_ids = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else [int(t) for t in p] for p in prompts]
         reqs = [self.request(config, u) for u in uids]
         t0 = time.time()
         kwargs: Dict[str, Any] = {"input_ids": input_ids, "sampling_params": [r["sampling_params"] for r in reqs]}
@@ -295,7 +296,6 @@ class SGLangEngine:
                 token_ids=ids,
                 finish_reason=reason,
                 think_end_reason=("marker" if end_step is not None else None) if config.is_soft else None,
-                num_tokens=len(ids),
                 num_thinking_tokens=n_think,
                 num_answer_tokens=len(ids) - n_think,
                 think_end_step=end_step,
