@@ -61,7 +61,7 @@ NOTEBOOKS = ("generate", "grade", "tables", "figures", "explore", "sweep_analysi
 ANALYSIS_NOTEBOOKS = ("tables", "figures", "sweep_analysis", "explore")
 PROFILE_FILE = "_profile.yaml"
 PROFILE_KEYS = ("description", "analysis", "include", "runs_dir", "figures_dir", "report_dir", "budget_minutes",
-                "notebook_timeout_s", "report_notebooks", "notebook_params")
+                "notebook_timeout_s", "report_notebooks", "notebook_params", "jobs")
 GROUP_KEYS = ("name", "defaults", "matrix", "overrides", "exclude", "experiments", "description")
 
 
@@ -106,6 +106,7 @@ class Profile:
     notebook_timeout_s: int = 3600
     report_notebooks: bool = True
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: int = 1  # CPU: experiments generated at once (each with OMP_NUM_THREADS = cores // jobs)
     experiments: list[Experiment] = field(default_factory=list)
 
     @property
@@ -543,11 +544,27 @@ def graded_runs(dirs: Iterable[str]) -> list[str]:
 # the pipeline
 
 
+def fingerprint(files: Iterable[Path], params: dict[str, Any]) -> str:
+    """Hash of (path, size, mtime) of `files`, the parameters, and the softthink sources: a step whose fingerprint
+    is unchanged since its last successful run is skipped."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    code = sorted(Path(__file__).parent.glob("*.py"))
+    for f in list(files) + code:
+        try:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}|missing\n".encode())
+    return h.hexdigest()
+
+
 def _fmt_s(s: float) -> str:
     return f"{s:6.1f}s" if s < 120 else f"{s / 60:5.1f}min"
 
 
-def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = (), skip_report: bool = False,
+def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequence[str] = (), skip_report: bool = False,
               runs_dir: str | None = None, build_root: str | None = None, figures_dir: str | None = None,
               report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False,
               params_root: str | Path | None = None) -> dict[str, Any]:
@@ -563,6 +580,7 @@ def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = 
     figures_dir = figures_dir or prof.figures_dir
     report_dir = report_dir or prof.report_dir
     timeout_s = timeout_s or prof.notebook_timeout_s
+    jobs = jobs or prof.jobs
     exps = [e for e in prof.experiments if not only or e.name in only]
     nbs = build_notebooks(build / "notebooks")
     specs = write_experiment_specs(prof, build / "params")
@@ -638,31 +656,55 @@ def reproduce(profile: str, gpus: int = 1, jobs: int = 1, only: Sequence[str] = 
     else:
         results.append(StepResult("grade", "all runs", "cached"))
         say(f"  grade    {'all runs':40s} cached")
-    # ---- analysis notebooks
+    # ---- analysis notebooks (skipped when their inputs, parameters and code are unchanged)
+    run_list = [rd for rd in dict.fromkeys(manifest.values()) if rd]
+    run_files = [Path(rd, f) for rd in run_list for f in ("summary.json", "samples.jsonl")]
     for name in prof.analysis:
         out, side = executed / f"{name}.ipynb", sidecars / f"{name}.json"
         params = {"runs_dir": runs_dir, "manifest": str(mpath), "out_dir": figures_dir, "sidecar": str(side)}
         if name == "explore":
             params = {"sidecar": str(side), "interactive": False}
         params.update(prof.notebook_params.get(name, {}))
+        fp = fingerprint(([] if name == "explore" else run_files) + [notebooks_dir() / f"{name}.py"], params)
+        fp_file = build / "cache" / f"{name}.fingerprint"
+        if fp_file.exists() and fp_file.read_text() == fp and out.exists() and side.exists():
+            results.append(StepResult(name, name, "cached", notebook=str(out), sidecar=str(side)))
+            say(f"  {name:8s} {'':40s} cached")
+            continue
         s0 = time.time()
         ok, err = execute_notebook(nbs[name], out, params, timeout_s)
         attach_papermill(side, out)
+        if ok:
+            fp_file.parent.mkdir(parents=True, exist_ok=True)
+            fp_file.write_text(fp)
+        elif fp_file.exists():
+            fp_file.unlink()
         results.append(StepResult(name, name, "ok" if ok else "failed", time.time() - s0, str(out), str(side),
                                   error=None if ok else err))
         say(f"  {name:8s} {'':40s} {results[-1].status:7s} {_fmt_s(results[-1].seconds)} {'' if ok else err + '  -> ' + str(out)}")
-    # ---- report
+    # ---- report (skipped when nothing it shows changed)
     if not skip_report:
         from softthink import report
 
         s0 = time.time()
-        try:
-            path = report.build_report(profile=profile, build_dir=build, figures_dir=figures_dir, out_dir=report_dir,
-                                       runs=[rd for rd in dict.fromkeys(manifest.values()) if rd],
-                                       render_notebooks=prof.report_notebooks)
-            results.append(StepResult("report", str(path), "ok", time.time() - s0))
-        except Exception as e:  # noqa: BLE001
-            results.append(StepResult("report", report_dir, "failed", time.time() - s0, error=f"{type(e).__name__}: {e}"))
+        index = Path(report_dir) / "index.html"
+        inputs = (sorted(executed.glob("*.ipynb")) + sorted(Path(figures_dir).glob("*")) + run_files
+                  + [Path(__file__).with_name("report.py")])
+        fp = fingerprint(inputs, {"profile": profile, "report_dir": str(report_dir)})
+        fp_file = build / "cache" / "report.fingerprint"
+        failed_now = any(r.status == "failed" for r in results)
+        if not failed_now and fp_file.exists() and fp_file.read_text() == fp and index.exists():
+            results.append(StepResult("report", str(index), "cached"))
+        else:
+            try:
+                path = report.build_report(profile=profile, build_dir=build, figures_dir=figures_dir,
+                                           out_dir=report_dir, runs=run_list, render_notebooks=prof.report_notebooks)
+                results.append(StepResult("report", str(path), "ok", time.time() - s0))
+                fp_file.parent.mkdir(parents=True, exist_ok=True)
+                fp_file.write_text(fp)
+            except Exception as e:  # noqa: BLE001
+                results.append(StepResult("report", report_dir, "failed", time.time() - s0,
+                                          error=f"{type(e).__name__}: {e}"))
         say(f"  report   {results[-1].name:40s} {results[-1].status:7s} {_fmt_s(results[-1].seconds)} {results[-1].error or ''}")
     failed = [r for r in results if r.status == "failed"]
     summary = {"profile": profile, "seconds": time.time() - t0, "gpus": gpus, "runs_dir": runs_dir,
@@ -767,7 +809,7 @@ def add_commands(subparsers) -> None:
                                                 "build tables, figures and the HTML report (cached steps skipped)")
     p.add_argument("--profile", default="demo", help="params/<profile>/ (demo, paper, sweep, methods, ci)")
     p.add_argument("--gpus", type=int, default=1, help="experiments run at once, one GPU each")
-    p.add_argument("--jobs", type=int, default=1, help="CPU: experiments generated at once (default 1)")
+    p.add_argument("--jobs", type=int, default=None, help="CPU: experiments generated at once (default: the profile's)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--runs-dir", default=None)
