@@ -149,6 +149,14 @@ class HFEngine:
         state = core.State.new(bsz, len(marker), device=dev, swir=swir)
         if cfg.method == "nothinking":  # the prompt already closed the thinking block
             state.think.zero_()
+        open_ids = self.tokenizer.encode(cfg.phase.open_str, add_special_tokens=False)
+        waiting = [False] * bsz  # phase.start = after_open_tag: rows that wait for the opening tag
+        if cfg.phase.start == "after_open_tag":
+            for r, p in enumerate(prompts):
+                text = self.tokenizer.decode(p)
+                opened = text.rfind(cfg.phase.open_str) > text.rfind(cfg.think.end_str)
+                waiting[r] = not opened
+                state.think[r] = opened
         width, concept_width = core.static_widths(cfg, self.vocab_size)
         uid_t = torch.tensor(uids, dtype=torch.int64, device=dev)
         gen = torch.Generator(device=dev).manual_seed(cfg.seed) if cfg.noise.rng == "global" else None
@@ -197,6 +205,9 @@ class HFEngine:
             done_pos: list[tuple[int, str]] = []
             for b, r in enumerate(live):
                 tokens[r].append(tok[b])
+                if waiting[r] and tokens[r][-len(open_ids):] == open_ids:  # the model opened the block itself
+                    waiting[r] = False
+                    state.think[b] = True
                 if was_think[b]:
                     n_think[r] += 1
                 if cold_l2[b]:

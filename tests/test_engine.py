@@ -241,3 +241,13 @@ def test_cli_generate_writes_jsonl(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == [0, 1]
     assert all(r["num_tokens"] <= 12 and r["finish_reason"] in ("eos", "length") for r in rows)
+
+
+def test_phase_start_after_open_tag(tiny_llama):
+    model, tok = tiny_llama
+    eng = HFEngine(model, tok, progress=False)
+    c = cfg(phase={"start": "after_open_tag"}, trace=True, max_new_tokens=10)
+    closed = eng.generate([render_chat(tok, "Hi", open_think=False)], c)[0]
+    assert closed.num_thinking_tokens == 0 and set(closed.trace.phase) == {"answer"}
+    opened = eng.generate([render_chat(tok, "Hi", open_think=True)], c)[0]
+    assert opened.trace.phase[0] == "think"
