@@ -762,3 +762,36 @@ def test_sglang_engine_generate_with_a_stand_in_engine(qwen):
     from softthink.chat import encode_prompt
 
     assert g1.prompt_tokens == len(encode_prompt(tok, "hello"))
+
+
+def test_tensor_parallel_mixing_emulation():
+    """ALGORITHM §10.13 for the TP path: shard-local gathers (out-of-shard rows zero) + one sum over ranks equals
+    the unsharded mix; inactive rows bit for bit, soft rows to rounding."""
+    torch.manual_seed(0)
+    V, Dm, tp = 40, 8, 3
+    E = torch.randn(V, Dm, dtype=torch.float64)
+    tb = T.SoftStateTables(6, 5)
+    tb.active[1] = tb.active[3] = True
+    tb.ids[1] = torch.tensor([3, 17, 39, 0, 0])
+    tb.w[1] = torch.tensor([0.5, 0.3, 0.2, 0.0, 0.0])
+    tb.ids[3] = torch.tensor([25, 26, 1, 2, 38])
+    tb.w[3] = torch.tensor([0.4, 0.2, 0.2, 0.1, 0.1])
+    r, ids = torch.tensor([1, 2, 3, 0]), torch.tensor([5, 6, 7, 0])
+    bounds = [0, 14, 27, 40]
+
+    def local(rank):
+        lo, hi = bounds[rank], bounds[rank + 1]
+
+        def lookup(x):
+            inside = (x >= lo) & (x < hi)
+            out = E[lo:hi][torch.where(inside, x - lo, torch.zeros_like(x))]
+            return out * inside.unsqueeze(-1)
+        return lookup
+
+    partials = []
+    for rank in range(tp):
+        partials.append(tb.mix_sharded(local(rank), lambda t: t, r, ids))
+    got = sum(partials[1:], partials[0])
+    ref = tb.mix(E, r, ids)
+    assert torch.equal(got[1], ref[1]) and torch.equal(got[3], ref[3])  # inactive rows (row 2 and padding row 0)
+    assert torch.allclose(got, ref, rtol=1e-12, atol=1e-12)

@@ -157,6 +157,27 @@ class SoftStateTables:
         act = self.active.index_select(0, r).unsqueeze(-1)
         return torch.where(act, mixed.to(plain.dtype), plain)
 
+    def mix_sharded(
+        self,
+        local_lookup: Callable[[torch.Tensor], torch.Tensor],
+        all_reduce: Callable[[torch.Tensor], torch.Tensor],
+        r: torch.Tensor,
+        input_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Tensor parallel, official style: gather the K concept rows and the plain row from this rank's
+        vocabulary shard (out-of-shard rows are zero), mix locally, then ONE all-reduce of `[B, D]` - the same
+        collective volume as the stock decode lookup. Inactive rows all-reduce exactly the stock partials, so they
+        stay bit-identical to the stock path; soft rows differ from the single-GPU sum only in summation order."""
+        r = r.to(torch.int64)
+        B = input_ids.shape[0]
+        ids = self.ids.index_select(0, r)
+        w = self.w.index_select(0, r)
+        plain = local_lookup(input_ids)
+        rows = local_lookup(ids.reshape(-1)).view(B, self.kmax, -1)
+        mixed = mix_rows(rows, w, self.mix_dtype)
+        act = self.active.index_select(0, r).unsqueeze(-1)
+        return all_reduce(torch.where(act, mixed.to(plain.dtype), plain))
+
 
 def mix_embeddings(weight: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, mix_dtype: str = "model") -> torch.Tensor:
     """`Σ_k w_k · E[ids_k]`: `softthink.core.mix_embeddings`, the one definition of the S10 numerics."""

@@ -305,3 +305,19 @@ def test_request_survives_sglang_sampling_params_ipc():
         assert back.custom_params == req["sampling_params"]["custom_params"]
         spec = RequestSpec.from_params(dict(back.custom_params))
         assert spec.marker == (151668,) and spec.eos == (151645, 151643) and spec.uid == 5
+
+
+def test_tensor_parallel_path_uses_the_release_shard_gather():
+    """Under TP the subclass mixes on the local vocabulary shard with the layer's own `_embed_local_shard` and
+    reduces once with SGLang's all-reduce."""
+    from sglang.srt.distributed import tensor_model_parallel_all_reduce
+    from sglang.srt.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
+    from softthink.sglang_glue.models import _sharded_ops
+
+    assert hasattr(VocabParallelEmbedding, "_embed_local_shard")
+    fake = types.SimpleNamespace(tp_size=2, use_attn_tp_group=False, _embed_local_shard=lambda x: x)
+    lookup, reduce = _sharded_ops(fake)
+    assert reduce is tensor_model_parallel_all_reduce and lookup is fake._embed_local_shard
+    assert _sharded_ops(types.SimpleNamespace(tp_size=1)) is None
+    assert _sharded_ops(torch.nn.Embedding(3, 2)) is None

@@ -63,6 +63,19 @@ def _refuse_unsupported_modes() -> None:
     check_server_args(args)
 
 
+def _sharded_ops(embed):
+    """(local_lookup, all_reduce) for a vocabulary-sharded `VocabParallelEmbedding` (tp_size > 1), or None.
+    Uses the layer's own shard-local gather (`_embed_local_shard`, 0.5.23); releases without it fall back to the
+    public form in `SoftStateTables.mix` (K lookups through the module, K x the all-reduce volume)."""
+    if int(getattr(embed, "tp_size", 1) or 1) <= 1 or not hasattr(embed, "_embed_local_shard"):
+        return None
+    if getattr(embed, "use_attn_tp_group", False):
+        from sglang.srt.layers.dp_attention import attn_tp_all_reduce as reduce
+    else:
+        from sglang.srt.distributed import tensor_model_parallel_all_reduce as reduce
+    return embed._embed_local_shard, reduce
+
+
 def _make(name: str) -> type:
     import importlib
 
@@ -100,12 +113,17 @@ def _make(name: str) -> type:
             tables = self.softthink_tables
             if not get_embedding and input_embeds is None:
                 if mode.is_decode():
-                    input_embeds = tables.mix(
-                        self.get_input_embeddings(),
-                        forward_batch.req_pool_indices,
-                        input_ids,
-                        scale=self.softthink_embed_scale,
-                    )
+                    embed = self.get_input_embeddings()
+                    sharded = _sharded_ops(embed)
+                    if sharded is not None:  # TP: shard-local mix + one all-reduce
+                        input_embeds = tables.mix_sharded(*sharded, forward_batch.req_pool_indices, input_ids)
+                    else:
+                        input_embeds = tables.mix(
+                            embed,
+                            forward_batch.req_pool_indices,
+                            input_ids,
+                            scale=self.softthink_embed_scale,
+                        )
                 elif mode.is_extend():
                     tables.reset_rows(forward_batch.req_pool_indices)
             elif mode.is_extend():
