@@ -197,6 +197,7 @@ class StepOut:
     abort_finish: torch.Tensor  # [B] bool: finish after this token (abort flagged at the previous step)
     use_hidden: torch.Tensor  # [B] bool: feed the last hidden state instead of in_ids/in_w (COCONUT-TF)
     in_dense: torch.Tensor | None = None  # [B, V] full-vocabulary input weights (SwiReasoning batches only)
+    soft_input: torch.Tensor | None = None  # [B] bool: the next input is not the one-hot of `token`
     cap_hit: torch.Tensor | None = None  # [B] bool: the SwiReasoning switch cap forced the think end
     limit_finish: torch.Tensor | None = None  # [B] bool: finish after this token (SwiR answer allowance used up)
 
@@ -283,9 +284,15 @@ def filter_sorted(vals: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, 
 
 def sorted_probs(logits: torch.Tensor, temperature: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-`width` of softmax(z/T), sorted descending. Greedy rows (T < 1e-6) use T = 1 (only rank 1 matters)."""
-    t = torch.where(temperature < THINK_EPS_T, torch.ones_like(temperature), temperature)
-    p = torch.softmax(logits / t[:, None], dim=-1)
-    return torch.topk(p, width, dim=-1, sorted=True)
+    top_z, idx = torch.topk(logits, width, dim=-1, sorted=True)
+    return probs_at(logits, top_z, temperature), idx
+
+
+def probs_at(logits: torch.Tensor, top_z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """softmax(z/T) at the already sorted top logits: the order of z is the order of p for every T > 0, so one
+    top-k serves every temperature (exp(z_i/T - logsumexp(z/T)))."""
+    t = torch.where(temperature < THINK_EPS_T, torch.ones_like(temperature), temperature)[:, None]
+    return torch.exp(top_z / t - torch.logsumexp(logits / t, dim=-1, keepdim=True))
 
 
 def normalise(w: torch.Tensor) -> torch.Tensor:
@@ -388,7 +395,8 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     h = torch.where(prm.entropy_norm, h / math.log(vocab), h)
 
     # S3: THINK-phase distribution, sorted and filtered
-    vals, idx = sorted_probs(z, prm.temperature, width)
+    top_z, idx = torch.topk(z, width, dim=-1, sorted=True)  # one sort serves both phases' temperatures
+    vals = probs_at(z, top_z, prm.temperature)
     keep = filter_sorted(vals, prm.top_k, prm.top_p, prm.min_p, prm.sequential)
     kept = torch.where(keep, vals, torch.zeros_like(vals))
 
@@ -425,7 +433,7 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     y_think = torch.where(routed_discrete, torch.where(prm.router_argmax, idx[:, 0], sampled), y_think)
 
     # §3: the ANSWER-phase token
-    vals_a, idx_a = sorted_probs(z, prm.answer_temperature, width)
+    vals_a, idx_a = probs_at(z, top_z, prm.answer_temperature), idx
     keep_a = filter_sorted(vals_a, prm.answer_top_k, prm.answer_top_p, prm.answer_min_p, prm.answer_sequential)
     greedy_a = prm.answer_temperature < THINK_EPS_T
     y_answer = sample_sorted(vals_a, idx_a, keep_a, greedy_a, rand(width, SALT_SAMPLE_ANSWER))
@@ -492,7 +500,7 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
 
     out = StepOut(token=token, raw_token=raw, in_ids=in_ids, in_w=in_w, entropy=h, was_think=think, ended=ended,
                   cold=cold, budget_hit=budget_hit, abort_now=abort_now, abort_finish=state.abort,
-                  use_hidden=use_hidden)
+                  use_hidden=use_hidden, soft_input=concept_next | moi_next)
     new_state = State(think=think_next, cnt=cnt, n_think=n_think, force=force, recent=recent,
                       abort=state.abort | abort_now, step=state.step + 1)
     if swir:
