@@ -46,6 +46,32 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_engine.py
+	$(PYTHON) tests/bench/bench_grading_math.py
+	$(PYTHON) tests/bench/bench_grading_code.py
+
+# --- SGLang engine: its own import-only environment (SGLang cannot run a forward pass on a CPU; docs/sglang.md)
+SGLANG_VENV ?= .venv-sglang
+SGLANG_PY := $(SGLANG_VENV)/bin/python
+SGLANG_STAMP := $(SGLANG_VENV)/.softthink-sglang-env
+SGLANG_PURE_DEPS := numpy orjson psutil pybase64 requests triton packaging pillow starlette msgspec pydantic pyzmq \
+  tqdm IPython aiohttp transformers==5.19.0 apache-tvm-ffi==0.1.11 dill sentencepiece compressed-tensors gguf openai \
+  partial_json_parser uvicorn fastapi einops setproctitle pyyaml pytest
+
+$(SGLANG_STAMP): pyproject.toml
+	@test -x $(SGLANG_PY) || $(PY) -m venv $(SGLANG_VENV)
+	$(SGLANG_PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(SGLANG_PY) -m pip install -q --no-deps sglang==0.5.23
+	$(SGLANG_PY) -m pip install -q $(SGLANG_PURE_DEPS)
+	$(SGLANG_PY) -m pip install -q --no-deps -e .
+	@touch $(SGLANG_STAMP)
+
+test-sglang: $(SGLANG_STAMP)
+	$(SGLANG_PY) -m pytest -q tests/sglang
+
+# one GPU, torch + transformers only: run with the interpreter that has them (GPU_PY=...), within 8 minutes
+GPU_PY ?= python3
+gpu-check:
+	timeout 480 $(GPU_PY) tests/gpu/gpu_check.py
 
 clean:
 	rm -rf build .pytest_cache
