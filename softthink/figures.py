@@ -222,7 +222,8 @@ def concept_tokens(trace: Any, decode: Any = None, top: int = 5, steps_per_row: 
                                        (0.9, 0.9, 0.9), edgecolor="white", lw=0.5))
                 ax.text(s, rank - 0.08, _show(dec(ids[idx])), ha="center", va="center", fontsize=6,
                         color="white" if w > 0.6 and not answer else "black")
-                ax.text(s, rank + 0.28, f"{w:.2f}", ha="center", va="center", fontsize=4.5, color="0.2")
+                ax.text(s, rank + 0.28, f"{w:.2f}", ha="center", va="center", fontsize=4.5,
+                        color="0.9" if w > 0.6 and not answer else "0.2")
                 if idx == amax:
                     ax.add_patch(Rectangle((s - 0.48, rank - 0.48), 0.96, 0.96, fill=False, edgecolor="black",
                                            lw=1.2))

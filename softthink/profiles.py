@@ -311,6 +311,24 @@ def check_notebook_source(name: str) -> list[str]:
     return problems
 
 
+def paired_out_of_sync() -> list[str]:
+    """notebooks/*.ipynb written by jupytext pairing in JupyterLab (gitignored copies) whose code/markdown differ
+    from the `.py` source of truth. The `.py` files are what the pipeline runs."""
+    import jupytext
+
+    bad = []
+    for ipynb in sorted(notebooks_dir().glob("*.ipynb")):
+        src = ipynb.with_suffix(".py")
+        if not src.exists():
+            bad.append(f"{ipynb.name}: no {src.name} (the .py file is the source of truth)")
+            continue
+        a = [(c.cell_type, c.source.strip()) for c in jupytext.read(src).cells]
+        b = [(c.cell_type, c.source.strip()) for c in jupytext.read(ipynb).cells]
+        if a != b:
+            bad.append(f"{ipynb.name}: differs from {src.name}; run `jupytext --sync notebooks/{src.name}`")
+    return bad
+
+
 _NB_IGNORE = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -783,6 +801,9 @@ def _cmd_validate(args) -> int:
         for p in check_notebook_source(nb):
             print(f"notebook   {p}")
             bad += 1
+    for p in paired_out_of_sync():
+        print(f"notebook   {p}")
+        bad += 1
     return 1 if bad else 0
 
 

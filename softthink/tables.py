@@ -115,6 +115,9 @@ def normalize(summary: pd.DataFrame | None, grader: str | None = "suite") -> pd.
     out["variant"] = v.fillna("").astype(str) if v is not None else _auto_variant(df, out)
     acc = _first(df, ["acc", "pass@1", "pass_at_1"])  # runs.summarize_runs reports pass@1 in %
     out["acc"] = acc.astype(float)
+    if "ungraded" in df.columns and "samples" in df.columns:  # nothing gradable (e.g. LCB without tests): no number
+        none = (df["ungraded"].fillna(0) >= df["samples"].fillna(0)) & (df["samples"].fillna(0) > 0)
+        out.loc[none, "acc"] = np.nan
     s = _first(df, ["acc_std", "pass@1_std"])
     out["acc_std"] = s.astype(float) if s is not None else np.nan
     for col in ["len_correct", "len_all"]:
@@ -127,7 +130,6 @@ def normalize(summary: pd.DataFrame | None, grader: str | None = "suite") -> pd.
                        "aime2024_key": ["aime2024_key"]}.items():
         s = _first(df, names)
         out[col] = s.astype(str) if s is not None else ""
-    out = out[out["acc"].notna()]
     return out.reset_index(drop=True)[NORMAL_COLUMNS]
 
 
@@ -203,7 +205,7 @@ def main_table(summary: pd.DataFrame | None, domain: str, include_unpublished_mo
             got = [v for v in got if v is not None and pd.notna(v)]
             if got:
                 cell[(metric, "avg", "ours")] = float(np.mean(got))
-        n_ours = sum((("acc", ds, "ours") in cell) for ds in datasets)
+        n_ours = sum(bool(pd.notna(cell.get(("acc", ds, "ours"), np.nan))) for ds in datasets)
         complete.append(n_ours == len(datasets) if n_ours else None)
         items.append("; ".join(per_items))
     tab = pd.DataFrame([[vals[r].get(c, np.nan) for c in cols] for r in rows], dtype=float,

@@ -120,6 +120,23 @@ def test_built_notebooks_have_kernel_and_one_parameters_cell(tmp_path):
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 
+def test_paired_notebooks_in_sync(tmp_path, monkeypatch):
+    assert profiles.paired_out_of_sync() == []
+    import jupytext
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    src = profiles.notebooks_dir() / "tables.py"
+    (nbdir / "tables.py").write_text(src.read_text())
+    nb = jupytext.read(src)
+    jupytext.write(nb, nbdir / "tables.ipynb")
+    monkeypatch.setattr(profiles, "notebooks_dir", lambda: nbdir)
+    assert profiles.paired_out_of_sync() == []
+    nb.cells[-1].source += "\nprint('edited in Lab')"
+    jupytext.write(nb, nbdir / "tables.ipynb")
+    assert "differs" in profiles.paired_out_of_sync()[0]
+
+
 def test_notebook_params_validation():
     ns = {"runs_dir": "runs", "manifest": "", "out_dir": "f", "sidecar": "s.json", "grader": "suite",
           "In": [], "_oh": {}, "notebook_params": profiles.notebook_params}
