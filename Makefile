@@ -42,7 +42,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
 
 reproduce: $(STAMP)
-	$(PYTHON) -m softthink generate --config params/hello.yaml
+	$(PYTHON) -m softthink generate --config params/hello.yaml --pretty
 
 bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_engine.py
