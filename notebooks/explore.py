@@ -10,7 +10,7 @@ model: str = "smollm2-135m"  # bundled alias, HF id or local path
 question: str = "What is 43 * 34?"  # the question asked (Figure 3 of the paper)
 max_new_tokens: int = 96  # generation limit (thinking + answer)
 max_topk: int = 10  # concept width K
-threshold: float = 0.01  # Cold Stop entropy threshold tau (nats; 0 = off)
+threshold: float = 0.01  # Cold Stop entropy threshold tau in nats (0: off)
 length: int = 256  # Cold Stop length L (consecutive low-entropy steps)
 sidecar: str = "build/sidecars/explore.json"  # JSON sidecar written at the end
 interactive: bool = True  # show ipywidgets (ignored when no widget front end)

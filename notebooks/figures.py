@@ -6,11 +6,11 @@
 
 # %% tags=["parameters"]
 runs_dir: str = "runs"  # root of the run directories
-manifest: str = ""  # build/<profile>/manifest.json restricting the runs ("" = every run under runs_dir)
+manifest: str = ""  # build/<profile>/manifest.json restricting the runs (empty: every run under runs_dir)
 out_dir: str = "figures"  # where the PNG and PDF files go
 sidecar: str = "build/sidecars/figures.json"  # JSON sidecar written at the end
 grader: str = "suite"  # grader mode whose grades are plotted
-trace_run: str = ""  # run directory whose first trace is drawn ("" = first soft run with traces)
+trace_run: str = ""  # run directory whose first trace is drawn (empty: the first soft run with traces)
 max_trace_steps: int = 80  # steps shown in the concept-token figure
 top_k_shown: int = 5  # candidate tokens shown per step
 

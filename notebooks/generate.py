@@ -11,7 +11,7 @@ runs_dir: str = "runs"  # root of the run directories
 sidecar: str = "build/sidecars/generate.json"  # JSON sidecar written at the end
 n_preview: int = 2  # sample outputs shown (GPQA: lengths and flags only, never text)
 progress: bool = True  # show a progress bar
-overrides: list = []  # dotted key=value overrides, as `python -m softthink run --set`
+overrides: list = []  # dotted-key overrides: the strings `python -m softthink run --set` takes
 
 # %%
 from softthink.profiles import notebook_params

@@ -12,7 +12,7 @@ run_dirs: list = []  # run directories to grade (empty: those of the manifest, e
 runs_dir: str = "runs"  # root of the run directories
 manifest: str = ""  # build/<profile>/manifest.json naming the runs of a profile
 sidecar: str = "build/sidecars/grade.json"  # JSON sidecar written at the end
-mode: str = ""  # grader mode: suite | official ("" = each run spec's own)
+mode: str = ""  # grader mode: suite or official (empty: each run spec decides)
 force: bool = False  # regrade runs whose grades are up to date
 
 # %%

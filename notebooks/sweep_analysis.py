@@ -6,7 +6,7 @@
 
 # %% tags=["parameters"]
 runs_dir: str = "runs"  # root of the run directories
-manifest: str = "build/sweep/manifest.json"  # the sweep profile's manifest ("" = every run under runs_dir)
+manifest: str = "build/sweep/manifest.json"  # the sweep profile's manifest (empty: every run under runs_dir)
 out_dir: str = "figures"  # where sweep_heatmaps.{png,pdf} and sweep.csv go
 sidecar: str = "build/sidecars/sweep_analysis.json"  # JSON sidecar written at the end
 grader: str = "suite"  # grader mode used

@@ -6,7 +6,7 @@
 
 # %% tags=["parameters"]
 runs_dir: str = "runs"  # root of the run directories
-manifest: str = ""  # build/<profile>/manifest.json restricting the runs ("" = every run under runs_dir)
+manifest: str = ""  # build/<profile>/manifest.json restricting the runs (empty: every run under runs_dir)
 out_dir: str = "figures"  # where table{1,2,3}.{md,csv,tex} go
 sidecar: str = "build/sidecars/tables.json"  # JSON sidecar written at the end
 grader: str = "suite"  # grader mode whose grades are tabulated

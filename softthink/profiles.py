@@ -303,6 +303,14 @@ def check_notebook_source(name: str) -> list[str]:
             continue
         if not re.match(r"^[A-Za-z_]\w*\s*:\s*[^=]+=\s*.+#\s*\S", s):
             problems.append(f"{name}: parameter line without type hint or comment: {s!r}")
+    from papermill.translators import PythonTranslator
+
+    declared = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    parsed = PythonTranslator.inspect({"source": cell.source})
+    if len(parsed) != len(declared):
+        names = {p.name for p in parsed}
+        problems.append(f"{name}: papermill cannot parse parameter line(s) "
+                        f"{[ln for ln in declared if ln.split(':')[0].strip() not in names]} (no '=' or quotes in comments)")
     nxt = nb.cells[pcells[0] + 1].source if pcells[0] + 1 < len(nb.cells) else ""
     if "notebook_params(" not in nxt:
         problems.append(f"{name}: the cell after 'parameters' must validate them with softthink.profiles.notebook_params")
@@ -701,6 +709,14 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
                                   error=None if ok else err))
         say(f"  {name:8s} {'':40s} {results[-1].status:7s} {_fmt_s(results[-1].seconds)} {'' if ok else err + '  -> ' + str(out)}")
     # ---- report (skipped when nothing it shows changed)
+    def write_summary() -> dict[str, Any]:
+        body = {"profile": profile, "seconds": time.time() - t0, "gpus": gpus, "jobs": jobs, "runs_dir": runs_dir,
+                "failed": sum(r.status == "failed" for r in results), "steps": [r.__dict__ for r in results],
+                "counts": {s: sum(r.status == s for r in results) for s in ("cached", "ok", "failed")}}
+        (build / "reproduce.json").write_text(json.dumps(body, indent=1))
+        return body
+
+    write_summary()  # the report shows the pipeline table
     if not skip_report:
         from softthink import report
 
@@ -725,10 +741,7 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
                                           error=f"{type(e).__name__}: {e}"))
         say(f"  report   {results[-1].name:40s} {results[-1].status:7s} {_fmt_s(results[-1].seconds)} {results[-1].error or ''}")
     failed = [r for r in results if r.status == "failed"]
-    summary = {"profile": profile, "seconds": time.time() - t0, "gpus": gpus, "runs_dir": runs_dir,
-               "failed": len(failed), "steps": [r.__dict__ for r in results],
-               "counts": {s: sum(r.status == s for r in results) for s in ("cached", "ok", "failed")}}
-    (build / "reproduce.json").write_text(json.dumps(summary, indent=1))
+    summary = write_summary()
     say(f"[reproduce] {profile}: {summary['counts']} in {_fmt_s(summary['seconds'])}")
     for r in failed:
         say(f"  FAILED {r.step} {r.name}: {r.error}\n         notebook: {r.notebook}")

@@ -321,8 +321,9 @@ def build_report(profile: str = "demo", build_dir: str | os.PathLike = "build/de
         md = figures_dir / f"{name}.md"
         if md.exists():
             parts.append(_md_to_html(md.read_text().replace("## ", "### ", 1)))
-            parts.append(f"<p>Also as <a href='../../{figures_dir}/{name}.csv'>CSV</a> and "
-                         f"<a href='../../{figures_dir}/{name}.tex'>LaTeX</a> in <code>{figures_dir}/</code>.</p>")
+            rel = os.path.relpath(figures_dir, out_dir)
+            parts.append(f"<p>Also as <a href='{rel}/{name}.csv'>CSV</a> and "
+                         f"<a href='{rel}/{name}.tex'>LaTeX</a> in <code>{figures_dir}/</code>.</p>")
         else:
             parts.append(f"<p>{name}: not built.</p>")
     parts.append("<h2>Figures</h2>")
