@@ -67,12 +67,14 @@ def _empty(ax, text="no results yet"):
 
 
 def figure1_frame(summary: pd.DataFrame | None) -> pd.DataFrame:
-    """Long frame: model, domain, method, source (published|ours), acc, length, complete (ours covers every dataset)."""
+    """Long frame: model, domain, method, source (published|ours), acc, length (Len-Correct), length_all (Len-All),
+    complete (ours covers every dataset of the domain). Averages are unweighted means over the domain's datasets."""
     rows = []
     pub = paper.published_figure1()
     for _, r in pub.iterrows():
         rows.append(dict(model=r.model, domain=r.domain, method=r.method, source="published", acc=r.acc,
-                         length=r.length, complete=True))
+                         length=r.length, length_all=np.nan, complete=True))
+    ours = tables.normalize(summary)
     for domain in ("math", "code"):
         tab = tables.main_table(summary, domain)
         comp = tab.attrs.get("complete") or []
@@ -81,66 +83,96 @@ def figure1_frame(summary: pd.DataFrame | None) -> pd.DataFrame:
                 continue
             a, l = row[("acc", "avg", "ours")], row[("len", "avg", "ours")]
             if pd.notna(a):
+                sub = ours[(ours.model == model) & (ours.method == method) & (ours.variant == "")
+                           & ours.dataset.isin(paper.DOMAINS[domain])]
                 rows.append(dict(model=model, domain=domain, method=method, source="ours", acc=float(a),
-                                 length=float(l) if pd.notna(l) else np.nan, complete=bool(comp[i])))
+                                 length=float(l) if pd.notna(l) else np.nan,
+                                 length_all=float(sub.len_all.mean()) if len(sub) else np.nan,
+                                 complete=bool(comp[i])))
     return pd.DataFrame(rows)
 
 
+def _bars(ax, sub: pd.DataFrame, models: list[str], methods: Sequence[str], quantity: str, sources: Sequence[str]):
+    width = 0.8 / (len(sources) * len(methods))
+    x = np.arange(len(models))
+    for j, method in enumerate(methods):
+        for s, source in enumerate(sources):
+            k = len(sources) * j + s
+            pos = x - 0.4 + width * (k + 0.5)
+            vals = []
+            for m in models:
+                v = sub[(sub.model == m) & (sub.method == method) & (sub.source == source)][quantity]
+                vals.append(float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else np.nan)
+            bars = ax.bar(pos, np.nan_to_num(vals, nan=0.0), width * 0.95, color=method_color(method),
+                          alpha=PUBLISHED_ALPHA if source == "published" else 1.0,
+                          hatch=OURS_HATCH if source == "ours" else None, edgecolor="black", linewidth=0.5)
+            for b, v in zip(bars, vals):
+                ax.annotate("n/a" if np.isnan(v) else f"{v:.1f}" if quantity == "acc" else f"{v:,.0f}",
+                            (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                            fontsize=6.5, rotation=90, xytext=(0, 2), textcoords="offset points",
+                            color="0.5" if np.isnan(v) else "black")
+    ax.set_xticks(x)
+    ax.set_xticklabels([textwrap.fill(paper.MODEL_SHORT.get(m, m), 14) for m in models], fontsize=8)
+    ax.set_xlabel("model")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _reduction_notes(ax, sub: pd.DataFrame, models: list[str], quantity: str, sources: Sequence[str]):
+    for i, m in enumerate(models):
+        notes = []
+        for source in sources:
+            c = sub[(sub.model == m) & (sub.method == "cot_sample") & (sub.source == source)][quantity]
+            so = sub[(sub.model == m) & (sub.method == "soft") & (sub.source == source)][quantity]
+            if len(c) and len(so) and pd.notna(c.iloc[0]) and pd.notna(so.iloc[0]) and c.iloc[0] > 0:
+                notes.append(f"{'pub' if source == 'published' else 'ours'} "
+                             f"{100 * (so.iloc[0] - c.iloc[0]) / c.iloc[0]:+.1f}%")
+        if notes:
+            ax.text(i, ax.get_ylim()[1] * 0.97, "\n".join(notes), ha="center", va="top", fontsize=7)
+
+
 def figure1(summary: pd.DataFrame | None, methods: Sequence[str] = ("cot_sample", "soft")) -> plt.Figure:
-    """Paper Figure 1: average accuracy and length per model, math and code, CoT vs Soft, published vs ours."""
+    """Paper Figure 1: average accuracy and length per model, math and code, CoT vs Soft.
+
+    Top row: the paper's three models, published bars (plain) beside ours (hatched) where we have runs. Bottom row
+    (only when we ran other models, e.g. the demo's smollm2-135m): those models on their own scale, with Len-All
+    beside Len-Correct because small models solve few items."""
     df = figure1_frame(summary)
-    models = [m for m in paper.MODELS] + sorted(set(df.model) - set(paper.MODELS))
-    fig, axes = plt.subplots(2, 2, figsize=(max(10, 2.6 * len(models) + 4), 8.5), constrained_layout=True)
+    extra = sorted(set(df.model) - set(paper.MODELS))
+    nrows = 2 if extra else 1
+    fig, axes = plt.subplots(nrows, 4, figsize=(20, 4.6 * nrows), squeeze=False, constrained_layout=True)
     panels = [("math", "acc"), ("math", "length"), ("code", "acc"), ("code", "length")]
     titles = {"acc": "Average accuracy ({}) ↑", "length": "Average generation length ({}) ↓"}
-    width = 0.8 / (2 * len(methods))
-    for ax, (domain, quantity) in zip(axes.flat, panels):
+    for ax, (domain, quantity) in zip(axes[0], panels):
         sub = df[df.domain == domain]
-        x = np.arange(len(models))
-        for j, method in enumerate(methods):
-            for s, source in enumerate(("published", "ours")):
-                k = 2 * j + s
-                pos = x - 0.4 + width * (k + 0.5)
-                vals = []
-                for m in models:
-                    v = sub[(sub.model == m) & (sub.method == method) & (sub.source == source)][quantity]
-                    vals.append(float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else np.nan)
-                bars = ax.bar(pos, np.nan_to_num(vals, nan=0.0), width * 0.95, color=method_color(method),
-                              alpha=PUBLISHED_ALPHA if source == "published" else 1.0,
-                              hatch=OURS_HATCH if source == "ours" else None, edgecolor="black", linewidth=0.5)
-                for b, v in zip(bars, vals):
-                    if not np.isnan(v):
-                        ax.annotate(f"{v:.1f}" if quantity == "acc" else f"{v:,.0f}", (b.get_x() + b.get_width() / 2,
-                                    b.get_height()), ha="center", va="bottom", fontsize=6.5, rotation=90,
-                                    xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(x)
-        ax.set_xticklabels([textwrap.fill(paper.MODEL_SHORT.get(m, m), 14) for m in models], fontsize=8)
+        _bars(ax, sub, list(paper.MODELS), methods, quantity, ("published", "ours"))
         ax.set_title(titles[quantity].format("Math" if domain == "math" else "Coding"))
         ax.set_ylabel("pass@1 accuracy (%)" if quantity == "acc" else "Len-Correct (tokens)")
-        ax.set_xlabel("model")
         if quantity == "acc":
             ax.set_ylim(0, 109)
         else:
-            top = np.nanmax(sub["length"]) if len(sub) else 1.0
+            top = np.nanmax(sub[sub.model.isin(paper.MODELS)]["length"])
             ax.set_ylim(0, (top if np.isfinite(top) else 1.0) * 1.25)
-        ax.grid(axis="y", alpha=0.3)
-        # reduction % (Soft vs CoT) for each source, printed under the x labels
-        if quantity == "length":
-            for i, m in enumerate(models):
-                notes = []
-                for source in ("published", "ours"):
-                    c = sub[(sub.model == m) & (sub.method == "cot_sample") & (sub.source == source)]["length"]
-                    so = sub[(sub.model == m) & (sub.method == "soft") & (sub.source == source)]["length"]
-                    if len(c) and len(so) and c.iloc[0] > 0:
-                        notes.append(f"{'pub' if source == 'published' else 'ours'} "
-                                     f"{100 * (so.iloc[0] - c.iloc[0]) / c.iloc[0]:+.1f}%")
-                if notes:
-                    ax.text(i, ax.get_ylim()[1] * 0.97, "\n".join(notes), ha="center", va="top", fontsize=7)
+            _reduction_notes(ax, sub, list(paper.MODELS), "length", ("published", "ours"))
+    if extra:
+        lpanels = [("math", "acc"), ("math", "length_all"), ("code", "acc"), ("code", "length_all")]
+        for ax, (domain, quantity) in zip(axes[1], lpanels):
+            sub = df[(df.domain == domain) & (df.source == "ours") & df.model.isin(extra)]
+            _bars(ax, sub, extra, methods, quantity, ("ours",))
+            ax.set_title(f"Our other models — {'accuracy' if quantity == 'acc' else 'Len-All'} "
+                         f"({'Math' if domain == 'math' else 'Coding'})")
+            ax.set_ylabel("pass@1 accuracy (%)" if quantity == "acc" else "Len-All (tokens, all samples)")
+            if quantity == "acc":
+                ax.set_ylim(0, 109)
+            else:
+                top = np.nanmax(sub[quantity]) if len(sub) and sub[quantity].notna().any() else 1.0
+                ax.set_ylim(0, top * 1.3)
+                _reduction_notes(ax, sub, extra, quantity, ("ours",))
     handles = [Patch(facecolor=method_color(m), edgecolor="black", label=method_label(m)) for m in methods]
     handles += [Patch(facecolor="white", edgecolor="black", alpha=PUBLISHED_ALPHA, label="published (paper)"),
                 Patch(facecolor="white", edgecolor="black", hatch=OURS_HATCH, label="ours (this suite)")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
-    fig.suptitle("Figure 1 — Soft Thinking vs CoT Thinking: published vs reproduced (mean over benchmarks)")
+    fig.suptitle("Figure 1 — Soft Thinking vs CoT Thinking: published vs reproduced (mean over the benchmarks of "
+                 "each domain; n/a = no run or nothing correct)")
     return fig
 
 
