@@ -1,7 +1,8 @@
 # %% [markdown]
-# # Figures — cached runs → Figure 1, concept tokens (Figures 3–4), length distributions, accuracy vs length
+# # Figures — cached runs → Figure 1, concept tokens (Figures 3–4), length distributions, accuracy vs length, Pareto view
 #
-# Reads cached results only. PNG + PDF in `out_dir`. One palette for methods across every figure
+# Reads cached results only. PNG + PDF in `out_dir`; `pareto_methods` puts every method's run per benchmark on the
+# accuracy-length plane and marks the Pareto front. One palette for methods across every figure
 # (`softthink.figures.METHOD_PALETTE`); published vs ours by hatching. Logic: `softthink.figures`.
 
 # %% tags=["parameters"]
@@ -57,6 +58,12 @@ if len(samples):
 if summary is not None and len(summary):
     fig = figures.acc_vs_length(tables.normalize(summary, grader=P.grader))
     outputs += figures.save_figure(fig, "acc_vs_length", P.out_dir)
+    plt.show()
+
+# %%
+if summary is not None and len(summary):
+    fig = figures.pareto_view(summary, grader=P.grader)
+    outputs += figures.save_figure(fig, "pareto_methods", P.out_dir)
     plt.show()
 
 # %%

@@ -1,8 +1,10 @@
 # %% [markdown]
-# # Tables — cached runs → Tables 1 (math), 2 (code), 3 (ablation)
+# # Tables — cached runs → Tables 1 (math), 2 (code), 3 (ablation), and every method compared
 #
 # Our numbers beside the published ones (PAPER.md, v1) with the difference, in the paper's shape; written as Markdown,
-# CSV and LaTeX to `out_dir`. Reads cached results only (no model). Logic: `softthink.tables`.
+# CSV and LaTeX to `out_dir`; then the extended comparison of every method (accuracy, Len-Correct, Len-All,
+# pass@k where n > 1; key parameters in the row label) as `comparison.{md,csv,tex}`. Reads cached results only
+# (no model). Logic: `softthink.tables`.
 
 # %% tags=["parameters"]
 runs_dir: str = "runs"  # root of the run directories
@@ -32,6 +34,13 @@ print(f"published-number oracles: {sum(o.ok for o in oracles)}/{len(oracles)} ho
 written = tables.write_tables(summary, P.out_dir)
 for name in ("table1", "table2", "table3"):
     display(Markdown(open(f"{P.out_dir}/{name}.md").read()))
+
+# %% [markdown]
+# ## Every method × benchmark (beyond the paper)
+
+# %%
+written["comparison"] = tables.write_comparison(summary, P.out_dir, grader=P.grader)
+display(Markdown(open(f"{P.out_dir}/comparison.md").read()))
 
 # %%
 metrics = {"runs": len(dirs), "averages": tables.table_summary_json(summary),

@@ -23,9 +23,12 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from softthink import paper, tables  # noqa: E402
 
 METHOD_ORDER = ["cot_sample", "cot_greedy", "soft", "soft_no_cold_stop", "coconut_tf", "avg_embedding",
-                "nothinking", "moi", "swir", "thinkrouter"]
-_COLORS = sns.color_palette("colorblind", len(METHOD_ORDER))
+                "nothinking", "moi", "swir", "thinkrouter", "soft_gumbel", "soft_dirichlet"]
+# the ten "colorblind" colours (the first ten methods, unchanged) + two dark ones for the noise variants of Soft Thinking
+_COLORS = sns.color_palette("colorblind", 10) + [sns.color_palette("dark", 10)[i] for i in (9, 4)]
 METHOD_PALETTE: dict[str, tuple[float, float, float]] = dict(zip(METHOD_ORDER, _COLORS))
+# one marker per method too (colour + shape, so neighbouring colours stay apart in scatter plots)
+METHOD_MARKERS: dict[str, str] = dict(zip(METHOD_ORDER, ["o", "s", "D", "d", "X", "P", "v", "^", "<", ">", "p", "h"]))
 OURS_HATCH = "///"
 PUBLISHED_ALPHA = 0.55
 FIG_FORMATS = ("png", "pdf")
@@ -36,6 +39,10 @@ def method_color(method: str) -> tuple[float, float, float]:
         extra = sns.color_palette("dark", 10)
         METHOD_PALETTE[method] = extra[sum(map(ord, method)) % 10]
     return METHOD_PALETTE[method]
+
+
+def method_marker(method: str) -> str:
+    return METHOD_MARKERS.get(method, "*")
 
 
 def method_label(method: str) -> str:
@@ -340,6 +347,91 @@ def acc_vs_length(summary: pd.DataFrame | None, length: str = "len_all") -> plt.
             for t in leg.get_texts():
                 t.set_fontsize(7)
     fig.suptitle("Accuracy vs generation length per method (one point per run)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# every method: accuracy vs length, Pareto view
+
+
+def pareto_front(length: Sequence[float], acc: Sequence[float]) -> list[bool]:
+    """Membership of the Pareto front for (shorter is better, more accurate is better).
+
+    A point is on the front unless another point is at least as short and at least as accurate, and strictly better
+    in one of the two. Identical points do not dominate each other; points with a missing value are never on it."""
+    L = np.asarray(length, dtype=float)
+    A = np.asarray(acc, dtype=float)
+    ok = ~(np.isnan(L) | np.isnan(A))
+    out = []
+    for i in range(len(L)):
+        if not ok[i]:
+            out.append(False)
+            continue
+        dom = ok & (L <= L[i]) & (A >= A[i]) & ((L < L[i]) | (A > A[i]))
+        out.append(not bool(dom.any()))
+    return out
+
+
+def pareto_frame(summary: pd.DataFrame | None, length: str = "len_all", grader: str | None = "suite") -> pd.DataFrame:
+    """`tables.comparison_frame` with a `pareto` column: on the front of its (model, dataset) for (`length`, acc)."""
+    df = tables.comparison_frame(summary, grader=grader)
+    df["pareto"] = False
+    for _, idx in df.groupby(["model", "dataset"]).groups.items():
+        df.loc[idx, "pareto"] = pareto_front(df.loc[idx, length].to_numpy(), df.loc[idx, "acc"].to_numpy())
+    return df
+
+
+def pareto_view(summary: pd.DataFrame | None, length: str = "len_all", grader: str | None = "suite",
+                ncols: int = 4) -> plt.Figure:
+    """Accuracy vs generation length, one point per (method, benchmark) run, one panel per benchmark; colour and
+    marker = method (the suite palette), the Pareto front of each panel (shorter and more accurate) ringed in black
+    and joined by a dashed staircase. Several models: one front per model (line style per model)."""
+    df = pareto_frame(summary, length=length, grader=grader)
+    present = list(dict.fromkeys(df.dataset)) if len(df) else []
+    datasets = [d for d in tables.COMPARISON_DATASETS if d in present] + sorted(set(present) - set(
+        tables.COMPARISON_DATASETS))
+    ncols = max(1, min(ncols, len(datasets) or 1))
+    nrows = max(1, math.ceil(len(datasets) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.5 * nrows + 0.9), squeeze=False,
+                             constrained_layout=True)
+    methods = [m for m in METHOD_ORDER if m in set(df.method)] + sorted(set(df.method) - set(METHOD_ORDER))
+    models = list(dict.fromkeys(df.model))
+    styles = ["--", ":", "-.", (0, (5, 1))]
+    for ax, ds in zip(axes.flat, datasets):
+        sub = df[df.dataset == ds]
+        for mi, model in enumerate(models):
+            ms = sub[(sub.model == model) & sub[length].notna() & sub.acc.notna()]
+            front = ms[ms.pareto].sort_values([length, "acc"])
+            if len(front):
+                x = front[length].tolist()
+                y = front["acc"].tolist()
+                ax.step(x + [x[-1] * 1.03], y + [y[-1]], where="post", color="black", lw=1.0,
+                        ls=styles[mi % len(styles)], zorder=1, alpha=0.8)
+            for _, r in ms.iterrows():
+                ax.scatter(r[length], r["acc"], color=method_color(r.method), marker=method_marker(r.method),
+                           s=80 if r.pareto else 50, edgecolors="black" if r.pareto else "white",
+                           linewidths=1.6 if r.pareto else 0.5, zorder=3 if r.pareto else 2, alpha=0.9)
+        ax.set_title(paper.DATASET_LABELS.get(ds, ds))
+        ax.set_xlabel(("Len-All" if length == "len_all" else "Len-Correct") + " (tokens)")
+        ax.set_ylabel("pass@1 (%)")
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.axis("off")
+    if not datasets:
+        _empty(axes.flat[0])
+    handles = [plt.Line2D([], [], ls="", marker=method_marker(m), color=method_color(m), markersize=8,
+                          label=method_label(m)) for m in methods]
+    handles.append(plt.Line2D([], [], ls="", marker="o", markerfacecolor="white", markeredgecolor="black",
+                              markeredgewidth=1.6, markersize=8, label="on the Pareto front"))
+    handles += [plt.Line2D([], [], color="black", ls=styles[i % len(styles)], lw=1.0,
+                           label=f"Pareto front{' — ' + paper.MODEL_SHORT.get(m, m) if len(models) > 1 else ''}")
+                for i, m in enumerate(models)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8, frameon=False)
+    title = "Accuracy vs generation length per method and benchmark (Pareto view: shorter and more accurate is better)"
+    if len(models) == 1:
+        title += f" — {paper.MODEL_SHORT.get(models[0], models[0])}"
+    fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -40,6 +40,8 @@ METHOD_LABELS = {
     "moi": "Mixture of Inputs",
     "swir": "SwiReasoning",
     "thinkrouter": "ThinkRouter",
+    "soft_gumbel": "Soft Thinking + Gumbel",
+    "soft_dirichlet": "Soft Thinking + Dirichlet",
 }
 TABLE3_LABELS = {**METHOD_LABELS, "soft": "Soft Thinking w/ Cold Stop"}
 
