@@ -370,12 +370,12 @@ def mix_rows(rows: torch.Tensor, w: torch.Tensor, fp32: bool = False) -> torch.T
 
 
 def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *, width: int, concept_width: int,
-         dirichlet: bool = False, swir: bool = False, uniforms=None) -> tuple[StepOut, State]:
+         dirichlet: bool = False, gumbel: bool = True, swir: bool = False, uniforms=None) -> tuple[StepOut, State]:
     """One generation step for every row. Returns the recorded tokens, the next inputs and the new state.
 
     `width`: static top-k width for filtering (>= every finite top_k and >= concept_width; = V when some row
     uses top_k = -1). `concept_width`: static K (>= every row's max_topk). `keys`: counter-RNG keys from
-    `row_keys(seed, uid, step)`. Static flags: `dirichlet` (some row may use Dirichlet noise), `swir` (the batch
+    `row_keys(seed, uid, step)`. Static flags: `dirichlet`/`gumbel` (some row may use that noise), `swir` (the batch
     runs SwiReasoning: full-vocabulary inputs in `in_dense`). `uniforms(n, salt) -> [B, n]` replaces the counter
     RNG (noise.rng = global).
     """
@@ -413,10 +413,11 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     w, ids = truncate(q_sorted, idx_q, q_sorted > 0, prm.max_topk, concept_width)
 
     # S6: Gumbel noise on the concept weights
-    gum_rows = concept_method & (prm.noise == NOISE_CODES["gumbel"])
-    w_g, ids_g = gumbel_perturb(w, ids, prm.gumbel_tau, rand(concept_width, SALT_GUMBEL))
-    w = torch.where(gum_rows[:, None], w_g, w)
-    ids = torch.where(gum_rows[:, None], ids_g, ids)
+    if gumbel:
+        gum_rows = concept_method & (prm.noise == NOISE_CODES["gumbel"])
+        w_g, ids_g = gumbel_perturb(w, ids, prm.gumbel_tau, rand(concept_width, SALT_GUMBEL))
+        w = torch.where(gum_rows[:, None], w_g, w)
+        ids = torch.where(gum_rows[:, None], ids_g, ids)
     # average-embedding ablation (§9.5): uniform weights over the non-zero top-K entries
     avg_rows = method == METHOD_CODES["avg_embedding"]
     w = torch.where(avg_rows[:, None], normalise((w > 0).to(w.dtype)), w)
@@ -426,7 +427,7 @@ def step(logits: torch.Tensor, state: State, prm: Params, keys: torch.Tensor, *,
     sampled = sample_sorted(vals, idx, keep, greedy_think, rand(width, SALT_SAMPLE_THINK))
     y_think = torch.where(concept_method, ids[:, 0], sampled)
     # ThinkRouter (§9.10): soft step when the top probability is confident, discrete step otherwise
-    p_raw_max = torch.softmax(z, -1).amax(-1)
+    p_raw_max = torch.exp(top_z[:, 0] - torch.logsumexp(z, dim=-1))  # max softmax(z) without a second softmax
     conf = torch.where(prm.router_source == ROUTER_SOURCES["filtered"], normalise(kept)[:, 0],
                        torch.where(prm.router_source == ROUTER_SOURCES["tempered"], vals[:, 0], p_raw_max))
     routed_discrete = is_router & (conf < prm.router_threshold)

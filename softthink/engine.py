@@ -191,7 +191,8 @@ class HFEngine:
         for t in range(1, cfg.max_new_tokens + 1):
             keys = core.row_keys(prm.seed, uid_t, state.step)
             out, state = core.step(logits, state, prm, keys, width=width, concept_width=concept_width,
-                                   dirichlet=cfg.noise.kind == "dirichlet", swir=swir, uniforms=uniforms)
+                                   dirichlet=cfg.noise.kind == "dirichlet", gumbel=cfg.noise.kind == "gumbel",
+                                   swir=swir, uniforms=uniforms)
             tok = out.token.tolist()
             was_think = out.was_think.tolist()
             ended = out.ended.tolist()
