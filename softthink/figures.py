@@ -405,12 +405,17 @@ def pareto_view(summary: pd.DataFrame | None, length: str = "len_all", grader: s
             if len(front):
                 x = front[length].tolist()
                 y = front["acc"].tolist()
-                ax.step(x + [x[-1] * 1.03], y + [y[-1]], where="post", color="black", lw=1.0,
-                        ls=styles[mi % len(styles)], zorder=1, alpha=0.8)
+                ax.step(x, y, where="post", color="black", lw=1.0, ls=styles[mi % len(styles)], zorder=1, alpha=0.8)
+            stack: dict[tuple[float, float], int] = {}  # identical points: drawn concentric, later ones smaller
             for _, r in ms.iterrows():
+                at = (round(float(r[length]), 6), round(float(r["acc"]), 6))
+                j = stack[at] = stack.get(at, -1) + 1
+                size = (110 if r.pareto else 70) * max(0.25, 1.0 - 0.3 * j)
                 ax.scatter(r[length], r["acc"], color=method_color(r.method), marker=method_marker(r.method),
-                           s=80 if r.pareto else 50, edgecolors="black" if r.pareto else "white",
-                           linewidths=1.6 if r.pareto else 0.5, zorder=3 if r.pareto else 2, alpha=0.9)
+                           s=size, edgecolors="black" if r.pareto else "white", linewidths=1.6 if r.pareto else 0.5,
+                           zorder=(3 if r.pareto else 2) + 0.01 * j, alpha=0.95)
+        if not (sub[length].notna() & sub.acc.notna()).any():
+            _empty(ax, "no graded run\n(e.g. LiveCodeBench without test cases)")
         ax.set_title(paper.DATASET_LABELS.get(ds, ds))
         ax.set_xlabel(("Len-All" if length == "len_all" else "Len-Correct") + " (tokens)")
         ax.set_ylabel("pass@1 (%)")

@@ -143,6 +143,9 @@ def preview_samples(run_dir: str | os.PathLike, k: int = 2, max_chars: int = 600
 # GPQA guard
 
 
+MIN_DISTINCT_CHARS = 8  # completion openings with fewer distinct characters are not GPQA-specific
+
+
 def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30) -> list[str]:
     """Strings that must never appear in published HTML: GPQA question openings, option texts, and the openings
     of completions of GPQA runs."""
@@ -173,7 +176,9 @@ def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30)
 
         for s in read_jsonl(p / "samples.jsonl") if (p / "samples.jsonl").exists() else []:
             t = " ".join(str(s.get("text") or "").split())
-            if len(t) >= min_len:
+            # a degenerate completion opening (e.g. COCONUT-TF's "_-----…" collapse) carries no GPQA text and would
+            # match any other run's identical collapse: only openings with some variety are guarded
+            if len(t) >= min_len and len(set(t[:60]) - {" "}) >= MIN_DISTINCT_CHARS:
                 snips.add(t[:60])
     return sorted(snips)
 

@@ -622,13 +622,14 @@ def comparison_flat(tab: pd.DataFrame, formatted: bool = True) -> pd.DataFrame:
     out["Method"] = [comparison_label(m, p) for m, p in zip(tab.index.get_level_values("method"),
                                                           tab.index.get_level_values("params"))]
     names = {"acc": "Acc", "len_correct": "Len-Correct", "len_all": "Len-All", "pass@k": "pass@k"}
-    complete = tab.attrs.get("complete") or [True] * len(tab)
+    datasets = tab.attrs.get("datasets") or [d for _m, d in tab.columns if d != "avg"]
     for metric, ds in tab.columns:
         col = tab[(metric, ds)].to_numpy()
         name = f"{names[metric]} {paper.DATASET_LABELS.get(ds, 'Avg' if ds == 'avg' else ds)}"
         if formatted:
             cells = [_fmt(v, "ours", "acc" if metric in ("acc", "pass@k") else "len") for v in col]
-            if ds == "avg":
+            if ds == "avg":  # * = this metric's average covers only some of the benchmarks
+                complete = tab[[(metric, d) for d in datasets]].notna().all(axis=1).tolist()
                 cells = [c + ("*" if not ok and c != DASH else "") for c, ok in zip(cells, complete)]
             out[name] = cells
         else:
@@ -658,8 +659,8 @@ def comparison_markdown(tab: pd.DataFrame, title: str = "Comparison of every met
     notes = ["Our runs only (no published numbers exist for most of these methods at this scale). Accuracy = pass@1 "
              "(mean over items of the fraction of correct samples); Len-Correct / Len-All = mean generated tokens of "
              "correct / all samples (EVALUATION.md §5); pass@k = the unbiased estimator with k = n. Avg = unweighted "
-             "mean over the benchmarks a row has; * = not every benchmark. — = not available (Len-Correct: no "
-             "correct sample; pass@k: n = 1)."]
+             "mean over the benchmarks where the row has a value; * = not every benchmark. — = not available "
+             "(Accuracy: ungraded, e.g. LiveCodeBench without tests; Len-Correct: no correct sample; pass@k: n = 1)."]
     items = tab.attrs.get("items") or []
     if any(items):
         notes.append("Items × samples per item:")

@@ -162,3 +162,16 @@ def test_report_shows_comparison_and_pareto(tmp_path):
                                out_dir=tmp_path / "rep", render_notebooks=False).read_text()
     assert "Comparison of every method" in html and "Soft Thinking + Gumbel (K 5" in html
     assert "pareto_methods" in html and "Pareto front" in html
+
+
+def test_gpqa_guard_ignores_degenerate_completions(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"spec": {"dataset": "gpqa_diamond"}}))
+    texts = ["_" + "-" * 90 + "</think>", "The answer depends on the symmetry of the molecule, so option B is right."]
+    (run / "samples.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    snips = report.gpqa_snippets([run])
+    assert texts[1][:60] in snips  # real completion text stays guarded
+    assert not any(s.startswith("_---") for s in snips)  # COCONUT-TF's collapse in another run is no GPQA leak

@@ -64,12 +64,13 @@ def test_grade_tables_figures_sidecars(ci_run):
     assert any(k.startswith("math/tiny-random-qwen2/soft") for k in keys)
     for v in keys.values():
         assert 0.0 <= v["avg_acc"] <= 100.0
-    for name in ("table1", "table2", "table3"):
+    for name in ("table1", "table2", "table3", "comparison"):
         for ext in ("md", "csv", "tex"):
             assert (root / "figures" / f"{name}.{ext}").exists()
+    assert "Soft Thinking (K 4" in (root / "figures" / "comparison.md").read_text()
     f = _sidecar(root, "figures")
-    assert f["metrics"]["figures"] == 4 and f["metrics"]["trace"]
-    for stem in ("figure1", "concept_tokens", "length_distributions", "acc_vs_length"):
+    assert f["metrics"]["figures"] == 5 and f["metrics"]["trace"]
+    for stem in ("figure1", "concept_tokens", "length_distributions", "acc_vs_length", "pareto_methods"):
         assert (root / "figures" / f"{stem}.png").stat().st_size > 5000
         assert (root / "figures" / f"{stem}.pdf").exists()
     s = _sidecar(root, "sweep_analysis")
