@@ -264,7 +264,7 @@ def test_plan_run_location(tok, gsm8k, runs_root, tmp_path):
 def test_scrub_secrets():
     cfg = {"api_key": "abc", "nested": {"hf_token": "hf_x", "max_new_tokens": 5, "aime2024_key": "fixed",
                                         "api_key_env": "OPENAI_API_KEY", "password": "pw"},
-           "list": ["sk-abcdefghijklmnopqrstuvwx", "fine"], "key": "k"}
+           "list": ["sk-" + "abcdefghijklmnopqrstuvwx", "fine"], "key": "k"}  # fake, built at run time
     out = runs.scrub_secrets(cfg)
     assert out["api_key"] == out["key"] == runs.REDACTED
     assert out["nested"]["hf_token"] == out["nested"]["password"] == runs.REDACTED
