@@ -8,8 +8,6 @@ finish checks and bookkeeping.
 from __future__ import annotations
 
 import inspect
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Sequence

@@ -26,6 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from softthink.runs import read_run_config
+
 GPQA = "gpqa_diamond"
 PACKAGES = ("softthink", "torch", "transformers", "sglang", "numpy", "pandas", "matplotlib", "seaborn", "papermill",
             "jupytext", "nbconvert", "math-verify", "latex2sympy2_extended", "pebble")
@@ -72,14 +74,8 @@ def param_hash(params: dict[str, Any]) -> str:
 def run_inputs(run_dirs: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     out = []
     for d in run_dirs:
-        p = Path(d) / "config.json"
-        h = None
-        if p.exists():
-            try:
-                h = json.loads(p.read_text()).get("hash")
-            except json.JSONDecodeError:
-                pass
-        out.append({"run_dir": str(d), "hash": h})
+        cfg = read_run_config(d)
+        out.append({"run_dir": str(d), "hash": cfg.get("hash") if cfg else None})
     return out
 
 
@@ -166,11 +162,8 @@ def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30)
         pass
     for d in run_dirs:
         p = Path(d)
-        try:
-            cfg = json.loads((p / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if cfg.get("spec", {}).get("dataset") != GPQA:
+        cfg = read_run_config(p)
+        if cfg is None or cfg.get("spec", {}).get("dataset") != GPQA:
             continue
         from softthink.runs import read_jsonl
 
@@ -254,9 +247,8 @@ def _runs_section(runs: Sequence[str]) -> str:
     rows = []
     for d in runs:
         p = Path(d)
-        try:
-            cfg = json.loads((p / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        cfg = read_run_config(p)
+        if cfg is None:
             continue
         summ = {}
         if (p / "summary.json").exists():

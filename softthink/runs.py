@@ -634,6 +634,14 @@ class RunDir:
         return cls(path=p, hash=cfg.get("hash", ""), key=cfg.get("run_key", {}), spec=spec)
 
 
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run directory's ``config.json``, or None when it is missing or unreadable (readers that skip such dirs)."""
+    try:
+        return json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_key(spec: RunSpec, tokenizer: Any = None, dataset: Any = None) -> dict[str, Any]:
     """Everything that decides the outputs (see the module docstring). ``tokenizer`` None: load only the tokenizer."""
     from softthink import prompts

@@ -17,7 +17,6 @@ averages are unrounded means of our per-dataset values (never of rounded cells).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from softthink import paper
+from softthink.runs import read_run_config
 
 NORMAL_COLUMNS = ["model", "method", "variant", "dataset", "acc", "acc_std", "len_correct", "len_all", "n", "n_items",
                   "run_dir", "grader_mode", "aime2024_key"]
@@ -510,11 +510,8 @@ def method_params_label(row: str, gen: dict[str, Any] | None) -> str:
 def _run_generation(run_dir: Any) -> dict[str, Any] | None:
     if not isinstance(run_dir, str) or not run_dir:
         return None
-    p = Path(run_dir) / "config.json"
-    try:
-        return json.loads(p.read_text()).get("generation")
-    except (OSError, ValueError):
-        return None
+    cfg = read_run_config(run_dir)
+    return cfg.get("generation") if cfg else None
 
 
 def comparison_frame(summary: pd.DataFrame | None, grader: str | None = "suite") -> pd.DataFrame:
