@@ -71,7 +71,6 @@ class Params:
     router_threshold: torch.Tensor
     router_argmax: torch.Tensor  # bool
     router_source: torch.Tensor  # ROUTER_SOURCES
-    avg_k: torch.Tensor
     swir_alpha0: torch.Tensor
     swir_beta0: torch.Tensor
     swir_window: torch.Tensor
@@ -108,7 +107,7 @@ class Params:
             top_p=f(t.top_p),
             min_p=f(t.min_p),
             sequential=b(t.filter_order == "sequential"),
-            max_topk=i(1 if not cfg.is_soft else (cfg.avg_embedding.k if cfg.method == "avg_embedding" else t.max_topk)),
+            max_topk=i(concept_k(cfg)),
             entropy_raw=b(cfg.entropy.temperature == "raw" or cfg.method == "swir"),  # SwiR: untempered entropy
             entropy_norm=b(cfg.entropy.normalise == "log_vocab"),
             tau=f(cfg.cold_stop.threshold if cfg.method in cold_stop_methods else 0.0),
@@ -131,7 +130,6 @@ class Params:
             router_threshold=f(cfg.thinkrouter.threshold),
             router_argmax=b(cfg.thinkrouter.discrete == "argmax"),
             router_source=i(ROUTER_SOURCES[cfg.thinkrouter.confidence_source]),
-            avg_k=i(cfg.avg_embedding.k),
             swir_alpha0=f(cfg.swir.alpha0),
             swir_beta0=f(cfg.swir.beta0),
             swir_window=i(cfg.swir.window),
@@ -557,11 +555,16 @@ def _moi_input(vals, idx, token, beta, k_m, width):
     return _pad(torch.cat([token[:, None], cand], 1), width), _pad(torch.cat([w_y, w_c], 1), width)
 
 
+def concept_k(cfg) -> int:
+    """K of a config's concept token: think.max_topk, avg_embedding.k for that ablation, 1 for discrete methods."""
+    if not cfg.is_soft:
+        return 1
+    return cfg.avg_embedding.k if cfg.method == "avg_embedding" else cfg.think.max_topk
+
+
 def static_widths(cfg, vocab_size: int) -> tuple[int, int]:
     """(width, concept_width) for `step` from a GenerationConfig."""
-    k_concept = cfg.avg_embedding.k if cfg.method == "avg_embedding" else cfg.think.max_topk
-    if not cfg.is_soft:
-        k_concept = 1
+    k_concept = concept_k(cfg)
     ks = [cfg.think.top_k, cfg.answer.top_k]
     need = k_concept
     if cfg.method == "moi":  # sampled token + K_m candidates

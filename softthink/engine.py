@@ -96,9 +96,9 @@ class HFEngine:
         self.device = next(model.parameters()).device
         self.embedding = model.get_input_embeddings().weight
         self.vocab_size = model.config.vocab_size if hasattr(model.config, "vocab_size") else self.embedding.shape[0]
-        self.eos = [] if ignore_eos else eos_ids(model, tokenizer)  # ignore_eos: fixed-length runs (benchmarks)
-        fallback = eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (fallback[0] if fallback else 0)
+        all_eos = eos_ids(model, tokenizer)
+        self.eos = [] if ignore_eos else all_eos  # ignore_eos: fixed-length runs (benchmarks)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (all_eos[0] if all_eos else 0)
         self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self._head = model.get_output_embeddings()
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
@@ -191,50 +191,48 @@ class HFEngine:
             out, state = core.step(logits, state, prm, keys, width=width, concept_width=concept_width,
                                    dirichlet=cfg.noise.kind == "dirichlet", gumbel=cfg.noise.kind == "gumbel",
                                    swir=swir, uniforms=uniforms)
-            tok = out.token.tolist()
-            was_think = out.was_think.tolist()
-            ended = out.ended.tolist()
-            eos_hit = torch.isin(out.raw_token, eos).tolist()
-            abort_fin = out.abort_finish.tolist()
+            # one host transfer per step for every per-row fact the bookkeeping needs
+            none = torch.zeros_like(out.ended)
+            flags = torch.stack([out.token, out.was_think, out.ended, torch.isin(out.raw_token, eos), out.abort_finish,
+                                 out.cold, out.budget_hit, none if out.cap_hit is None else out.cap_hit,
+                                 none if out.limit_finish is None else out.limit_finish], dim=1).long().tolist()
             if traces is not None:
-                ent, ids_l, w_l, cold_l = out.entropy.tolist(), out.in_ids.tolist(), out.in_w.tolist(), out.cold.tolist()
-            cold_l2, budget_l = out.cold.tolist(), out.budget_hit.tolist()
-            cap_l = out.cap_hit.tolist() if out.cap_hit is not None else None
-            limit_l = out.limit_finish.tolist() if out.limit_finish is not None else None
+                ent, ids_l, w_l = out.entropy.tolist(), out.in_ids.tolist(), out.in_w.tolist()
             done_pos: list[tuple[int, str]] = []
             for b, r in enumerate(live):
-                tokens[r].append(tok[b])
+                tok, was_think, ended, eos_hit, abort_fin, cold, budget, cap, limit = flags[b]
+                tokens[r].append(tok)
                 if waiting[r] and tokens[r][-len(open_ids):] == open_ids:  # the model opened the block itself
                     waiting[r] = False
                     state.think[b] = True
-                if was_think[b]:
+                if was_think:
                     n_think[r] += 1
-                if cold_l2[b]:
+                if cold:
                     end_reason[r] = "cold_stop"
-                elif budget_l[b] and end_reason[r] is None:
+                elif budget and end_reason[r] is None:
                     end_reason[r] = "budget"
-                elif cap_l is not None and cap_l[b] and end_reason[r] is None:
+                elif cap and end_reason[r] is None:
                     end_reason[r] = "switch_cap"
-                if ended[b]:
+                if ended:
                     end_step[r] = t
                     if end_reason[r] is None:
                         end_reason[r] = "marker"
                 if traces is not None:
                     tr = traces[r]
-                    tr.token.append(tok[b])
-                    tr.phase.append("think" if was_think[b] else "answer")
+                    tr.token.append(tok)
+                    tr.phase.append("think" if was_think else "answer")
                     tr.entropy.append(ent[b])
                     tr.topk_ids.append(ids_l[b])
                     tr.topk_weights.append(w_l[b])
-                    tr.cold_stop.append(cold_l[b])
+                    tr.cold_stop.append(bool(cold))
                 reason = None
-                if eos_hit[b]:
+                if eos_hit:
                     reason = "eos"
                 elif stop_strs and _hit_stop(self.tokenizer, tokens[r][-stop_tail:], stop_strs):
                     reason = "stop"
-                elif abort_fin[b]:
+                elif abort_fin:
                     reason = "abort"
-                elif t >= cfg.max_new_tokens or (limit_l is not None and limit_l[b]):
+                elif t >= cfg.max_new_tokens or limit:
                     reason = "length"
                 if reason is not None:
                     done_pos.append((b, reason))

@@ -39,13 +39,11 @@ Pipeline (`python -m softthink reproduce --profile demo [--gpus N]`):
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time

@@ -6,7 +6,6 @@ piece raises one `SGLangUnavailable` error saying what to install or which engin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -14,7 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, SUPPORTED_SGLANG
 
