@@ -18,8 +18,9 @@ first one whose probe (a real ``python -I -c "import numpy"`` through the full l
     ``/proc`` that shows only the sandbox's own processes (the grader's pid and ``/proc/<pid>/environ`` are not
     visible; ``os.kill(os.getppid(), ...)`` hits the sandbox's own init, which ignores it), and a private mount
     table in which ``/tmp`` *is* the program's working directory, ``/var/tmp``, ``/dev/shm`` and ``/run/lock`` are
-    small throw-away tmpfs, and ``/root`` is hidden (except the interpreter's install prefix when it lives there,
-    e.g. pyenv). The program itself then runs as an **unprivileged uid** (``setpriv``; one uid per running
+    small throw-away tmpfs, and ``/root`` is hidden. The interpreter's install prefixes (the venv, the base Python)
+    that lie under ``/root`` (pyenv) or ``/tmp`` (a checkout in /tmp) are bound back at their own paths; a prefix
+    under ``/tmp`` then shows its first path component in the working directory. The program itself then runs as an **unprivileged uid** (``setpriv``; one uid per running
     program from ``SANDBOX_UID_BASE``, exclusive across grader processes), because ``RLIMIT_NPROC`` is not
     enforced for root: as a non-root uid the fork-bomb limit holds, and the uid cannot write anywhere outside its
     directory (the only world-writable places are the tmpfs above). When the launcher (pid 1 of the namespace) ends, the kernel kills every process left in the
@@ -197,7 +198,7 @@ class SandboxInfo:
     network_isolation: str         # unshare-net | none
     python: str
     tools: dict[str, str]
-    reexpose: tuple[str, ...]      # interpreter prefixes re-mounted under the hidden /root
+    reexpose: tuple[str, ...]      # interpreter prefixes re-mounted under the hidden /root or the private /tmp
     drop_uid: bool
     numpy: bool = False            # importable inside the sandbox (MBPP's official header needs it)
     notes: tuple[str, ...] = ()
@@ -207,10 +208,11 @@ class SandboxInfo:
 
 
 def _interpreter_prefixes() -> tuple[str, ...]:
-    """Real paths of the install prefixes the sandbox interpreter needs that lie under the hidden /root."""
+    """Real paths of the install prefixes the sandbox interpreter needs that the mount namespace masks: under the
+    hidden /root, or under /tmp (which becomes the program's working directory)."""
     paths = {os.path.realpath(p)
              for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)))}
-    under = sorted(p for p in paths if p == _SECRET_MOUNT_ROOT or p.startswith(_SECRET_MOUNT_ROOT + "/"))
+    under = sorted(p for p in paths if any(p == m or p.startswith(m + "/") for m in (_SECRET_MOUNT_ROOT, "/tmp")))
     # keep only outermost paths (a bind of the prefix covers its bin/)
     out: list[str] = []
     for p in under:
@@ -337,18 +339,29 @@ def _launcher_script(info: SandboxInfo, *, uid: int | None, memory_mb: int, cpu_
     if info.isolation == "namespaces":
         # Re-expose interpreter prefixes that live under /root (e.g. pyenv): stage a bind mount in the working
         # directory, hide /root behind an empty tmpfs, recreate the path and move the bind back.
-        for i, p in enumerate(info.reexpose):
+        in_root = [p for p in info.reexpose if p.startswith(_SECRET_MOUNT_ROOT + "/") or p == _SECRET_MOUNT_ROOT]
+        in_tmp = [p for p in info.reexpose if p not in in_root]
+        for i, p in enumerate(in_root):
             st = f".st_stage_{i}"
             lines.append(f"{t['mkdir']} {st} && {t['mount']} --bind {q(p)} {st} || fail 'stage {i}'")
         if os.path.isdir(_SECRET_MOUNT_ROOT):
             lines.append(f"{t['mount']} -t tmpfs -o mode=0755,size=1m tmpfs {_SECRET_MOUNT_ROOT} || fail 'hide root'")
-        for i, p in enumerate(info.reexpose):
+        for i, p in enumerate(in_root):
             st = f".st_stage_{i}"
             lines.append(f"{t['mkdir']} -p {q(p)} && {t['mount']} --bind {st} {q(p)} && {t['umount']} {st} "
                          f"&& {t['rmdir']} {st} || fail 'reexpose {i}'")
+        # Prefixes under /tmp (a checkout there): staged in the private /root tmpfs while /tmp is still the host's,
+        # moved to their own path once /tmp is the working directory.
+        for i, p in enumerate(in_tmp):
+            st = f"{_SECRET_MOUNT_ROOT}/.st_tmp_{i}"
+            lines.append(f"{t['mkdir']} {st} && {t['mount']} --bind {q(p)} {st} || fail 'stage tmp {i}'")
         # /tmp becomes the working directory itself; HOME and TMPDIR point there.
         lines.append(f"{t['mount']} --bind . /tmp && cd /tmp || fail 'bind tmp'")
         lines.append("HOME=/tmp; TMPDIR=/tmp; export HOME TMPDIR; unset OLDPWD")
+        for i, p in enumerate(in_tmp):
+            st = f"{_SECRET_MOUNT_ROOT}/.st_tmp_{i}"
+            lines.append(f"{t['mkdir']} -p {q(p)} && {t['mount']} --move {st} {q(p)} && {t['rmdir']} {st} "
+                         f"|| fail 'reexpose tmp {i}'")
         for d in _TMPFS_DIRS:
             if os.path.isdir(d):
                 lines.append(f"{t['mount']} -t tmpfs -o mode=1777,size=16m tmpfs {d} || fail 'tmpfs {d}'")
