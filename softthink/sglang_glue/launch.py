@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, SUPPORTED_SGLANG
 
 INSTALL_HINT = (
-    "pip install 'softthink[sglang]' (pins sglang==" + SUPPORTED_SGLANG + "; needs Linux x86_64/aarch64, Python 3.11+"
-    " and an NVIDIA GPU with CUDA 13 drivers), or run the transformers engine instead (--engine hf / HFEngine)"
+    "pip install 'softthink[sglang]' (pins sglang==" + SUPPORTED_SGLANG + "; Linux x86_64/aarch64, Python 3.11+; an "
+    "NVIDIA GPU with CUDA 13 drivers, or device='cpu' on x86-64, see docs/sglang.md), or run the transformers engine "
+    "instead (--engine hf / HFEngine)"
 )
 
 
@@ -55,8 +56,9 @@ def require_sglang(need_cuda: bool = True):
 
         if not torch.cuda.is_available():
             raise SGLangUnavailable(
-                "the sglang engine needs an NVIDIA GPU with CUDA (SGLang cannot run a forward pass on CPU); "
-                "use the transformers engine (--engine hf / HFEngine) on this machine")
+                "the sglang engine on device 'cuda' needs an NVIDIA GPU with CUDA; on this machine use device='cpu' "
+                "(SGLangEngine(model, device='cpu'), sglang-serve --device cpu; real SGLang forward passes on the CPU) "
+                "or the transformers engine (--engine hf / HFEngine)")
     return sglang
 
 
@@ -100,6 +102,7 @@ class LaunchOptions:
 
     model_path: str
     tokenizer_path: Optional[str] = None
+    device: str = "cuda"  # "cpu": SGLang's CPU backend with the settings of cpu.CPU_SERVER_ARGS
     driver: str = "A"  # A: custom logit processor; B: entry-point AROUND hook on ModelRunner.sample
     tp_size: int = 1
     dp_size: int = 1
@@ -123,12 +126,17 @@ class LaunchOptions:
     dist_init_addr: Optional[str] = None
     dtype: Optional[str] = None
     context_length: Optional[int] = None
+    max_total_tokens: Optional[int] = None  # KV pool size in tokens (CPU default cpu.CPU_DEFAULT_MAX_TOTAL_TOKENS)
+    chunked_prefill_size: Optional[int] = None
+    log_level: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         self.driver = self.driver.upper()
         if self.driver not in ("A", "B"):
             raise ValueError("driver must be 'A' (custom logit processor) or 'B' (sample hook)")
+        if self.device not in ("cuda", "cpu"):
+            raise ValueError(f"device must be 'cuda' or 'cpu', not {self.device!r}")
         if self.num_gpus is not None:  # GPUs per node: DP replicas fill what TP leaves
             if self.num_gpus % self.tp_size:
                 raise ValueError(f"num_gpus={self.num_gpus} is not a multiple of tp_size={self.tp_size}")
@@ -137,6 +145,10 @@ class LaunchOptions:
 
     def env(self) -> Dict[str, str]:
         env = {"SOFTTHINK_SGLANG_KMAX": str(self.kmax), "SOFTTHINK_SGLANG_MIX_DTYPE": self.mix_dtype}
+        if self.device == "cpu":
+            from softthink.sglang_glue.cpu import cpu_env
+
+            env.update(cpu_env())
         if self.max_rows:
             env["SOFTTHINK_SGLANG_MAX_ROWS"] = str(self.max_rows)
         if self.driver == "A":
@@ -158,10 +170,17 @@ class LaunchOptions:
             kw["tokenizer_path"] = self.tokenizer_path
         if self.driver == "A":
             kw["enable_custom_logit_processor"] = True
-        for name in ("mem_fraction_static", "max_running_requests", "dtype", "context_length", "dist_init_addr"):
+        for name in ("mem_fraction_static", "max_running_requests", "dtype", "context_length", "dist_init_addr",
+                     "max_total_tokens", "chunked_prefill_size", "log_level"):
             v = getattr(self, name)
             if v is not None:
                 kw[name] = v
+        if self.device == "cpu":
+            from softthink.sglang_glue import cpu
+
+            kw.update(cpu.CPU_SERVER_ARGS)
+            kw.setdefault("dtype", cpu.CPU_DEFAULT_DTYPE)
+            kw.setdefault("max_total_tokens", cpu.CPU_DEFAULT_MAX_TOTAL_TOKENS)
         if self.cuda_graph_bs:
             kw["cuda_graph_bs_decode"] = list(self.cuda_graph_bs)
         if self.cuda_graph_max_bs:
@@ -230,8 +249,14 @@ class SGLangEngine:
     """
 
     def __init__(self, model_path: str, tokenizer=None, **options):
-        require_sglang(need_cuda=True)
-        self.options = LaunchOptions(model_path=model_path, **options)
+        device = options.get("device", "cuda")
+        require_sglang(need_cuda=device != "cpu")
+        from softthink.sglang_glue import cpu
+
+        if device == "cpu":
+            cpu.activate_cpu()
+        self.model_spec = model_path
+        self.options = LaunchOptions(model_path=cpu.materialize(model_path), **options)
         os.environ.update(self.options.env())  # inherited by the spawned scheduler processes
         if self.options.driver == "B":
             from softthink.sglang_glue.plugin import register
@@ -241,9 +266,13 @@ class SGLangEngine:
 
         self._engine = sgl.Engine(**self.options.server_kwargs())
         if tokenizer is None:
+            from softthink.models import ALIASES, load_tokenizer
+
+            tokenizer = load_tokenizer(model_path) if model_path in ALIASES else None
+        if tokenizer is None:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(self.options.tokenizer_path or model_path)
+            tokenizer = AutoTokenizer.from_pretrained(self.options.tokenizer_path or self.options.model_path)
         self.tokenizer = tokenizer
         self.retractions = 0
 
