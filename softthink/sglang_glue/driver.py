@@ -19,6 +19,7 @@ Per-request parameters travel in `sampling_params.custom_params` (JSON scalars/l
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -113,6 +114,27 @@ class RequestSpec:
         return core.static_widths(self.cfg, vocab)
 
 
+def with_copy_index(spec: RequestSpec, k: int) -> RequestSpec:
+    """The spec of copy `k` of an `n > 1` request: its own counter-RNG key, uid + k."""
+    return spec if k == 0 else dataclasses.replace(spec, uid=spec.uid + int(k))
+
+
+def check_widths(spec: RequestSpec, tables: SoftStateTables, vocab: Optional[int] = None) -> None:
+    """Raise `PluginRequestError` when the request does not fit the server's static tables (marker length,
+    concept width). `vocab` defaults to the tables' (set by the model class)."""
+    m = len(spec.marker)
+    if m > tables.marker_max:
+        raise PluginRequestError(
+            f"think.end_str encodes to {m} ids; the server was started with SOFTTHINK_SGLANG_MARKER_MAX="
+            f"{tables.marker_max}")
+    vocab = vocab or tables.vocab or 1 << 30
+    _, cwidth = spec.widths(vocab)
+    if cwidth > tables.kmax:
+        raise PluginRequestError(
+            f"the request's concept width {cwidth} (think.max_topk; moi.top_k + 1 for MoI) exceeds the server's "
+            f"SOFTTHINK_SGLANG_KMAX={tables.kmax} (sglang-serve --kmax)")
+
+
 def uses_driver(cfg) -> bool:
     """Soft methods always; discrete ones only with a thinking budget (stock SGLang cannot force the marker)."""
     return cfg.method in DRIVER_METHODS or (cfg.method in ("cot_sample", "cot_greedy") and cfg.think.budget > 0)
@@ -197,16 +219,9 @@ def driver_step(
     for i, s in enumerate(specs):
         if s is None or not s.uses_driver:
             continue
+        check_widths(s, tables, vocab)
         m = len(s.marker)
-        if m > tables.marker_max:
-            raise PluginRequestError(
-                f"think.end_str encodes to {m} ids; the server was started with SOFTTHINK_SGLANG_MARKER_MAX="
-                f"{tables.marker_max}")
         width, cwidth = s.widths(vocab)
-        if cwidth > tables.kmax:
-            raise PluginRequestError(
-                f"the request's concept width {cwidth} (think.max_topk; moi.top_k + 1 for MoI) exceeds the server's "
-                f"SOFTTHINK_SGLANG_KMAX={tables.kmax} (sglang-serve --kmax)")
         dirichlet = s.cfg.noise.kind == "dirichlet"
         groups.setdefault((m, width, cwidth, dirichlet), []).append(i)
     if not groups:

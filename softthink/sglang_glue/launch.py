@@ -81,8 +81,19 @@ def check_server_args(args) -> List[str]:
         refusals.append("mixed chunked prefill (enable_mixed_chunk)")
     if _get(args, "enable_dp_attention", False) or int(_get(args, "attn_dp_size", 1) or 1) > 1:
         refusals.append("DP attention (enable_dp_attention / attn_dp_size > 1)")
-    if _get(args, "enable_split_prefill", False):
-        refusals.append("split prefill")
+    # modes whose forward passes skip the model subclass's extend reset or its decode mix (stale row state)
+    if str(_get(args, "disaggregation_mode", "null") or "null") != "null":
+        refusals.append(f"PD disaggregation (disaggregation_mode={_get(args, 'disaggregation_mode')})")
+    if int(_get(args, "attn_cp_size", 1) or 1) > 1 or int(_get(args, "dcp_size", 1) or 1) > 1:
+        refusals.append("context parallelism (attn_cp_size / dcp_size > 1)")
+    if _get(args, "enable_pdmux", False):
+        refusals.append("PD multiplexing / split prefill (enable_pdmux)")
+    if str(_get(args, "model_impl", "auto") or "auto") == "transformers":
+        refusals.append("--model-impl transformers (the soft classes are SGLang implementations)")
+    if int(_get(args, "tp_size", 1) or 1) > 1 and (_get(args, "enable_symm_mem", False)
+                                                   or _get(args, "enable_torch_symm_mem", False)):
+        refusals.append("symmetric-memory all-reduce with TP (enable_symm_mem / enable_torch_symm_mem): the "
+                        "shard-local concept mix allocates outside the symmetric pool")
     if refusals:
         raise UnsupportedMode(
             "softthink (SGLang " + version + " plugin) refuses to start with: " + "; ".join(refusals) +

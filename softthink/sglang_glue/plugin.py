@@ -40,6 +40,27 @@ def selected_driver() -> Optional[str]:
     return None
 
 
+def _deliver_models() -> list:
+    """Model classes for this process, lazily: through `SGLANG_EXTERNAL_MODEL_PACKAGE`, which SGLang's registry
+    reads only in the processes that resolve a model (the schedulers), so the detokenizer, the DP controller and
+    the main process never import model code. Registers directly only when the registry is already imported."""
+    from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE
+
+    current = os.environ.get("SGLANG_EXTERNAL_MODEL_PACKAGE", "")
+    if current and current != EXTERNAL_MODEL_PACKAGE:
+        logger.warning("softthink: SGLANG_EXTERNAL_MODEL_PACKAGE=%s is not softthink's; registering directly",
+                       current)
+        return register_models()
+    if "sglang.srt.models.registry" in sys.modules:
+        from sglang.srt.models.registry import ModelRegistry
+
+        if not getattr(ModelRegistry.models.get("Qwen2ForCausalLM"), "softthink_soft", False):
+            return register_models()
+        return []
+    os.environ["SGLANG_EXTERNAL_MODEL_PACKAGE"] = EXTERNAL_MODEL_PACKAGE
+    return []
+
+
 def register_models() -> list:
     """Shadow the supported architectures in this process's `ModelRegistry`."""
     from sglang.srt.models.registry import ModelRegistry
@@ -54,20 +75,36 @@ def register_models() -> list:
 
 # ---------------------------------------------------------------------------------------------- Driver B hooks
 def on_req_init(result, req, *args, **kwargs):
-    """AFTER `Req.__init__`: remember soft requests by rid; keep them out of the radix cache unless shared."""
-    from softthink.sglang_glue.driver import RequestSpec
+    """AFTER `Req.__init__`: validate a soft request at admission (a bad one is finished with its own error),
+    remember it by rid, keep it out of the radix cache unless shared. Never raises into the scheduler."""
+    from softthink.sglang_glue.processor import admit
 
     params = getattr(getattr(req, "sampling_params", None), "custom_params", None)
-    try:
-        spec = RequestSpec.from_params(params) if isinstance(params, dict) else None
-    except Exception:  # a malformed request must not kill the scheduler; the driver skips it
-        logger.exception("softthink: bad soft-thinking parameters in request %s", getattr(req, "rid", "?"))
-        spec = None
+    spec = admit(params, req) if isinstance(params, dict) else None
     if spec is not None:
-        _REQS[req.rid] = weakref.ref(req)
+        _remember(req)
         if spec.cfg.engine.prefix_cache_for_soft != "share":
             req.skip_radix_cache_insert = True
     return result
+
+
+_PRUNE_EVERY = 256
+
+
+def _remember(req) -> None:
+    _REQS[req.rid] = weakref.ref(req)
+    _STATE["inserts"] = _STATE.get("inserts", 0) + 1
+    if _STATE["inserts"] % _PRUNE_EVERY == 0:  # finished requests: their weak references are dead
+        for rid in [rid for rid, ref in _REQS.items() if ref() is None or _finished(ref())]:
+            _REQS.pop(rid, None)
+
+
+def _finished(req) -> bool:
+    fn = getattr(req, "finished", None)
+    try:
+        return bool(fn()) if callable(fn) else False
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _lookup(rid):
@@ -78,39 +115,82 @@ def _lookup(rid):
     return req
 
 
+class HostRows:
+    """Per-step records on the host, one element per batch row (SGLang copies `v[i]` into `req.customized_info`):
+    one non-blocking device-to-host copy per step; rows read as plain lists, so `meta_info` serialises to JSON."""
+
+    def __init__(self, packed, kw: int):
+        self.packed, self.kw = packed, kw  # [n, 2K+1] float32: ids, weights, entropy
+
+    def field(self, name: str) -> "HostField":
+        return HostField(self, name)
+
+
+class HostField:
+    def __init__(self, rows: HostRows, name: str):
+        self.rows, self.name = rows, name
+
+    def __getitem__(self, i: int):
+        row, kw = self.rows.packed[i], self.rows.kw
+        if self.name == "st_ids":
+            return [int(x) for x in row[:kw].tolist()]
+        if self.name == "st_w":
+            return row[kw:2 * kw].tolist()
+        return float(row[2 * kw])
+
+
+def host_records(step) -> dict:
+    import torch
+
+    kw = step.in_ids.shape[1]
+    packed = torch.cat([step.in_ids.float(), step.in_w.float(), step.entropy.float()[:, None]], 1)
+    if packed.device.type == "cuda":  # stream-ordered before the scheduler's copy-done event of the sampled ids
+        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+    else:
+        host = packed
+    rows = HostRows(host, kw)
+    return {name: rows.field(name) for name in ("st_ids", "st_w", "st_H")}
+
+
 def soft_sample(original, runner, logits_output, forward_batch, *args, **kwargs):
     """AROUND `ModelRunner.sample`: the driver step on the logits (before the sampler softmaxes them in place),
     the native sampler, then the forced tokens replace the sampled ones on the driver's rows."""
     import torch
 
     from softthink.sglang_glue import driver as D
-    from softthink.sglang_glue.processor import start_think
+    from softthink.sglang_glue.processor import reject, start_think
     from softthink.sglang_glue.tables import get_tables
 
     mode = forward_batch.forward_mode
     rids = getattr(forward_batch, "rids", None)
-    tables = get_tables(required=False)
-    if tables is None or rids is None or not (mode.is_decode() or mode.is_extend()):
+    if not _REQS or rids is None or not (mode.is_decode() or mode.is_extend()):
         return original(runner, logits_output, forward_batch, *args, **kwargs)
     logits = logits_output.next_token_logits
     n = logits.shape[0]
-    specs, starts = [], []
+    specs, starts, reqs = [], [], []
     for rid in rids[:n]:
         req = _lookup(rid)
         params = getattr(getattr(req, "sampling_params", None), "custom_params", None) if req is not None else None
-        spec = D.RequestSpec.from_params(params) if isinstance(params, dict) else None
+        spec = params.get("__st_admit__") or None if isinstance(params, dict) else None
         specs.append(spec)
+        reqs.append(req)
         starts.append(start_think(params, req, spec) if spec is not None else True)
     if all(s is None for s in specs):
         return original(runner, logits_output, forward_batch, *args, **kwargs)
-    rows = forward_batch.req_pool_indices[:n]
-    out = D.driver_step(tables, logits, rows, specs, starts)
+    try:
+        out = D.driver_step(get_tables(), logits, forward_batch.req_pool_indices[:n], specs, starts)
+    except Exception as e:  # noqa: BLE001 - a driver failure ends these requests, not the server
+        logger.exception("softthink: driver step failed")
+        for req, s in zip(reqs, specs):
+            if s is not None:
+                reject(req, e)
+                req.sampling_params.custom_params["__st_admit__"] = False
+        return original(runner, logits_output, forward_batch, *args, **kwargs)
     ids = original(runner, logits_output, forward_batch, *args, **kwargs)
     ids = torch.where(out.force, out.token.to(ids.dtype), ids)
     if out.step is not None:  # per-step concept records, one element per row (-> req.customized_info)
-        logits_output.customized_info = {
-            "st_ids": out.step.in_ids, "st_w": out.step.in_w, "st_H": out.step.entropy,
-        }
+        logits_output.customized_info = host_records(out.step)
     return ids
 
 
@@ -120,7 +200,7 @@ def register(force: Optional[str] = None, apply_now: bool = False) -> Optional[s
     driver = (force or "").upper() or selected_driver()
     if driver is None or _STATE["registered"] is not None:
         return _STATE["registered"]
-    classes = register_models()
+    classes = _deliver_models()
     if driver == "B":
         from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
@@ -129,8 +209,8 @@ def register(force: Optional[str] = None, apply_now: bool = False) -> Optional[s
         if apply_now:
             HookRegistry.apply_hooks()
     _STATE["registered"] = driver
-    logger.info("softthink plugin: driver %s, classes %s (pid %d)", driver, [c.__name__ for c in classes],
-                os.getpid())
+    logger.info("softthink plugin: driver %s (pid %d)%s", driver, os.getpid(),
+                f", classes {[c.__name__ for c in classes]}" if classes else "")
     return driver
 
 

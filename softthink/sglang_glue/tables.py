@@ -79,6 +79,7 @@ class SoftStateTables:
         self.kmax = int(kmax)
         self.marker_max = int(marker_max)
         self.mix_dtype = mix_dtype
+        self.vocab: Optional[int] = None  # the model's vocabulary size (set by the model class; admission checks)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         tails = {"": (), "K": (self.kmax,), "M": (self.marker_max,)}
         self._fields: Dict[str, torch.Tensor] = {}

@@ -1,5 +1,5 @@
-"""The plugin against the real, pip-installed SGLang 0.5.23 on CPU (import-only install; no forward pass is
-possible without CUDA, SGLANG.md §12). Run with `make test-sglang`."""
+"""The plugin's surface against the real, pip-installed SGLang 0.5.23: signatures, registration, serialisation,
+refusals (no forward pass here; test_cpu_parity.py runs them). Run with `make test-sglang`."""
 from __future__ import annotations
 
 import dataclasses
@@ -283,7 +283,7 @@ def test_engine_refuses_without_cuda():
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
-    with pytest.raises(SGLangUnavailable, match="transformers engine"):
+    with pytest.raises(SGLangUnavailable, match="device='cpu'"):
         SGLangEngine("some/model")
 
 
@@ -307,7 +307,7 @@ def test_request_survives_sglang_sampling_params_ipc():
         assert spec.marker == (151668,) and spec.eos == (151645, 151643) and spec.uid == 5
 
 
-def test_tensor_parallel_path_uses_the_release_shard_gather():
+def test_tensor_parallel_path_uses_the_release_shard_gather(monkeypatch):
     """Under TP the subclass mixes on the local vocabulary shard with the layer's own `_embed_local_shard` and
     reduces once with SGLang's all-reduce."""
     from sglang.srt.distributed import tensor_model_parallel_all_reduce
@@ -318,6 +318,15 @@ def test_tensor_parallel_path_uses_the_release_shard_gather():
     assert hasattr(VocabParallelEmbedding, "_embed_local_shard")
     fake = types.SimpleNamespace(tp_size=2, use_attn_tp_group=False, _embed_local_shard=lambda x: x)
     lookup, reduce = _sharded_ops(fake)
-    assert reduce is tensor_model_parallel_all_reduce and lookup is fake._embed_local_shard
+    assert lookup is fake._embed_local_shard
+    calls, ctx = [], types.SimpleNamespace(input_scattered=False)
+    monkeypatch.setattr("sglang.srt.distributed.tensor_model_parallel_all_reduce", lambda x: calls.append(x) or x)
+    monkeypatch.setattr("sglang.srt.layers.layer_boundary.get_attn_tp_context", lambda: ctx)
+    lookup, reduce = _sharded_ops(fake)
+    x = torch.ones(2)
+    reduce(x)
+    assert len(calls) == 1  # the stock all-reduce
+    ctx.input_scattered = True
+    assert reduce(x) is x and len(calls) == 1  # scattered inputs: the stock layer skips it, so do we
     assert _sharded_ops(types.SimpleNamespace(tp_size=1)) is None
     assert _sharded_ops(torch.nn.Embedding(3, 2)) is None

@@ -45,6 +45,7 @@ def _tables_for(model, config):
 
         device = torch.get_default_device() if hasattr(torch, "get_default_device") else torch.device("cuda")
     tables = T.SoftStateTables(rows, kmax, marker_max=marker_max, device=device, mix_dtype=mix_dtype)
+    tables.vocab = int(getattr(config, "vocab_size", 0) or 0) or None
     return T.publish(tables)
 
 
@@ -73,7 +74,18 @@ def _sharded_ops(embed):
         from sglang.srt.layers.dp_attention import attn_tp_all_reduce as reduce
     else:
         from sglang.srt.distributed import tensor_model_parallel_all_reduce as reduce
-    return embed._embed_local_shard, reduce
+    try:
+        from sglang.srt.layers.layer_boundary import get_attn_tp_context
+    except ImportError:  # releases without scattered inputs
+        get_attn_tp_context = None
+
+    def all_reduce(x):
+        # the stock layer skips its all-reduce when the inputs are scattered across the attention TP group
+        if get_attn_tp_context is not None and get_attn_tp_context().input_scattered:
+            return x
+        return reduce(x)
+
+    return embed._embed_local_shard, all_reduce
 
 
 def _make(name: str) -> type:
