@@ -37,7 +37,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-GRADER_VERSION = "1"
+from softthink.answers import answer_section, boxed_contents, gpqa_letters, last_boxed, math_candidates
+
+__all__ = ["Grade", "MathGradePool", "answer_section", "boxed_contents", "extract_gpqa_letter", "grade", "grade_gpqa",
+           "grade_many", "grade_math", "last_boxed"]
+
+GRADER_VERSION = "2"  # 2: answer forms after </think>, hedges, bases, degree sign; official percent as on 0.8.0
 
 MATH_DATASETS = frozenset({"aime2024", "aime2025", "amc23", "math500", "gsm8k"})
 EXPR_GOLD_DATASETS = frozenset({"aime2024", "aime2025", "gsm8k"})  # the rest of MATH_DATASETS: $gold$ LaTeX
@@ -64,49 +69,6 @@ class Grade:
         return {"correct": self.correct, "extracted": self.extracted, "status": self.status, "detail": self.detail}
 
 
-# ------------------------------------------------------------------------------------------------ text helpers
-
-def answer_section(text: str) -> tuple[str, bool]:
-    """(text after the last ``</think>``, True) or (the full text, False) when there is no think end."""
-    pos = text.rfind(THINK_END)
-    if pos < 0:
-        return text, False
-    return text[pos + len(THINK_END):], True
-
-
-_BOXED_RE = re.compile(r"\\boxed\s*\{")
-
-
-def boxed_contents(text: str) -> list[str]:
-    """Contents of all top-level, brace-balanced ``\\boxed{...}`` in order; unclosed boxes are skipped."""
-    out: list[str] = []
-    pos = 0
-    while True:
-        m = _BOXED_RE.search(text, pos)
-        if m is None:
-            return out
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
-                i += 2  # escaped brace \{ or \} does not count
-                continue
-            depth += c == "{"
-            depth -= c == "}"
-            i += 1
-        if depth == 0:
-            out.append(text[m.end(): i - 1])
-            pos = i
-        else:
-            pos = m.end()
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last top-level brace-balanced ``\\boxed{...}``, or None."""
-    boxes = boxed_contents(text)
-    return boxes[-1] if boxes else None
-
-
 # ------------------------------------------------------------------------------------------------ math
 
 @functools.lru_cache(maxsize=1)
@@ -118,6 +80,7 @@ def _mv() -> Any:
     return math_verify, NormalizationConfig
 
 
+@functools.lru_cache(maxsize=1)
 def _math_verify_version() -> str:
     from importlib.metadata import version
 
@@ -127,6 +90,7 @@ def _math_verify_version() -> str:
         return "unknown"
 
 
+@functools.lru_cache(maxsize=4)
 def _pred_configs(mode: str, anchored_only: bool) -> list[Any]:
     mv, Norm = _mv()
     if mode == "official":
@@ -161,6 +125,109 @@ def _raw(parsed: list[Any]) -> str | None:
     return str(parsed[-1]) if isinstance(parsed[-1], str) else str(parsed[0])
 
 
+# number with a base subscript: 52_8, 4210_{5}, 1011_{(2)}
+_BASE_RE = re.compile(r"([0-9A-Za-z]+)\s*_\s*\{?\(?\s*(\d+)\s*\)?\}?")
+_DIGIT_SPACE = re.compile(r"(?<=\d)\s*\\[,;!]\s*(?=\d{3}\b)|(?<=\d)\{,\}(?=\d{3})")
+# one thousands-separated number with a prefix/suffix (x =, \$, %, units): "2,125\%" would otherwise read as {2, 125%}
+_GROUPED = re.compile(r"((?:[A-Za-z]\w*\s*=\s*)?(?:\\\$|\$)?\s*-?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?)"
+                      r"((?:\s*(?:\\%|\^\\circ|\\text\s*\{[^{}]*\}|[A-Za-z ]+))*)")
+
+
+def _normalize_answer(s: str) -> str:
+    """Suite pre-normalisation of an extracted answer before math-verify: unicode degree sign, LaTeX thousands
+    separators (``1{,}000``, ``1\\,000``), a bare ``%``, trailing punctuation."""
+    s = s.strip().rstrip(".;,").strip()
+    s = s.replace("\u00b0", "^\\circ").replace("\\degree", "^\\circ").replace("^{\\circ}", "^\\circ")
+    s = _DIGIT_SPACE.sub(lambda m: "," if "{,}" in m.group(0) else "", s)
+    s = re.sub(r"(?<!\\)%", r"\\%", s)
+    m = _GROUPED.fullmatch(s)
+    if m and (m.group(1).strip() or m.group(3).strip()):
+        s = m.group(1) + m.group(2).replace(",", "") + m.group(3)
+    return s
+
+
+def _bases(s: str) -> list[tuple[str, str]]:
+    return [(d.lstrip("0") or "0", b) for d, b in _BASE_RE.findall(s)]
+
+
+def _parse_candidate(cand: Any) -> list[Any]:
+    mv, _ = _mv()
+    text = _normalize_answer(cand.text)
+    if not text:
+        return []
+    if cand.latex:
+        return mv.parse("$" + text + "$", _pred_configs("suite", False), extraction_mode="first_match",
+                        parsing_timeout=PARSE_TIMEOUT_S)
+    # plain text ("64 dollars", "1,250"): a bare number is read as such, anything else unanchored
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d*\.?\d+", text):
+        return mv.parse(text, [mv.ExprExtractionConfig()], parsing_timeout=PARSE_TIMEOUT_S)
+    return mv.parse(text, _pred_configs("suite", False), extraction_mode="first_match",
+                    parsing_timeout=PARSE_TIMEOUT_S)
+
+
+def _suite_extract(gold: str, completion: str, detail: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """(parsed prediction, failure status or None) from the first candidate that parses (softthink.answers)."""
+    section, has_end = answer_section(completion)
+    if not has_end:
+        detail["no_think_end"] = True
+    for cand in math_candidates(section, has_end):
+        detail["path"] = cand.path
+        if cand.path == "boxed":
+            detail["boxed"] = cand.text
+        if cand.hedge:
+            detail["hedge"] = True
+            detail["candidate"] = cand.text[:200]
+            return [], "failed"
+        pred = _parse_candidate(cand)
+        if pred:
+            gold_bases = _bases(gold)
+            pred_bases = _bases(cand.text)
+            if gold_bases and pred_bases and pred_bases != gold_bases:
+                detail["base_mismatch"] = [list(b) for b in pred_bases]
+                detail["pred"] = [str(p) for p in pred]
+                return pred, "failed"
+            return pred, None
+        if cand.path == "boxed":
+            detail["box_unparsed"] = True
+    detail["path"] = "none"
+    return [], None
+
+
+@functools.lru_cache(maxsize=1)
+def _numeric_eq_080() -> Callable[..., bool]:
+    """math-verify 0.8.0's numeric comparison, rebuilt on the installed 0.9.x: 0.9.0 added an integer branch that
+    reads ``64\\%`` as 64 (``9% == 9``); 0.8.0 compares a percentage by value (``64\\% = 16/25 != 64``), so the
+    official matheval.py on its pins rejects ``\\boxed{64\\%}`` against gold 64."""
+    from math_verify import grader as g
+
+    orig = g.sympy_numeric_eq
+    pct = getattr(g, "get_pct_val", None)
+
+    def eq(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
+        if pct is not None and (pct(a) is not None or pct(b) is not None) \
+                and g.is_atomic_or_pct_atomic(a, g.Integer) and g.is_atomic_or_pct_atomic(b, g.Integer):
+            return g.safe_sympy_doit(a) == g.safe_sympy_doit(b)
+        return orig(a, b, float_rounding, numeric_precision)
+
+    eq.orig = orig  # type: ignore[attr-defined]
+    return eq
+
+
+def _verify_official(gold_parsed: list[Any], pred: list[Any]) -> bool:
+    """``verify`` with the official pins' semantics (see :func:`_numeric_eq_080`); main thread only, like verify."""
+    mv, _ = _mv()
+    from math_verify import grader as g
+
+    if not _math_verify_version().startswith("0.9"):
+        return bool(mv.verify(gold_parsed, pred, timeout_seconds=VERIFY_TIMEOUT_S))
+    eq = _numeric_eq_080()
+    g.sympy_numeric_eq = eq
+    try:
+        return bool(mv.verify(gold_parsed, pred, timeout_seconds=VERIFY_TIMEOUT_S))
+    finally:
+        g.sympy_numeric_eq = eq.orig  # type: ignore[attr-defined]
+
+
 def grade_math(dataset: str, gold: str, completion: str, mode: str = "suite") -> Grade:
     """Grade one math completion in this process (main thread only: math-verify uses ``signal.alarm``)."""
     if mode not in MODES:
@@ -177,72 +244,39 @@ def grade_math(dataset: str, gold: str, completion: str, mode: str = "suite") ->
         pred = mv.parse(completion, _pred_configs("official", anchored_only=False), extraction_mode="first_match",
                         parsing_timeout=PARSE_TIMEOUT_S)
         detail["path"] = "official"
+        detail["semantics"] = "math-verify 0.8.0 / latex2sympy2_extended 1.10.2"
     else:
-        section, has_end = answer_section(completion)
-        if not has_end:
-            detail["no_think_end"] = True
-        pred = []
-        box = last_boxed(section)
-        if box is not None:
-            detail["boxed"] = box
-            pred = mv.parse("$" + box + "$", _pred_configs("suite", anchored_only=False),
-                            extraction_mode="first_match", parsing_timeout=PARSE_TIMEOUT_S)
-            detail["path"] = "boxed"
-            if not pred:
-                detail["box_unparsed"] = True
-        if not pred:
-            pred = mv.parse(section, _pred_configs("suite", anchored_only=True), extraction_mode="first_match",
-                            parsing_timeout=PARSE_TIMEOUT_S)
-            detail["path"] = "anchored" if pred else "none"
+        pred, fail = _suite_extract(str(gold), completion, detail)
+        if fail is not None:
+            return Grade(correct=False, extracted=_raw(pred) if pred else detail.get("candidate"), status=fail,
+                         detail=detail)
 
     extracted = _raw(pred)
     if not pred:
         return Grade(correct=False, extracted=None, status="no_answer", detail=detail)
     detail["pred"] = [str(p) for p in pred]
-    ok = bool(mv.verify(gold_parsed, pred, timeout_seconds=VERIFY_TIMEOUT_S))
+    if mode == "official":
+        ok = _verify_official(gold_parsed, pred)
+    else:
+        ok = bool(mv.verify(gold_parsed, pred, timeout_seconds=VERIFY_TIMEOUT_S))
     return Grade(correct=ok, extracted=extracted, status="passed" if ok else "failed", detail=detail)
 
 
 # ------------------------------------------------------------------------------------------------ GPQA
 
-_LETTER_IN_BOX = re.compile(r"^\(?([A-D])\)?(?:[.:)].*)?$", re.S)
-_TEXT_WRAP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textit|mbox)\s*\{(.*)\}$", re.S)
-_RULE_JSON = re.compile(r"[\"'](?i:answer)[\"']\s*:\s*[\"']?\(?([A-D])\)?(?![A-Za-z0-9])")
-_RULE_ANSWER = re.compile(r"(?<![A-Za-z])(?i:answer)\s*:\s*\(?([A-D])\)?(?![A-Za-z0-9])")
-_RULE_IS = re.compile(r"(?<![A-Za-z])(?i:answer|choice|option)\s+is\s*:?\s*\(?([A-D])\)?(?![A-Za-z0-9])")
-
-
-def _box_letter(content: str) -> str | None:
-    s = content.strip()
-    while True:
-        m = _TEXT_WRAP.match(s)
-        if not m:
-            break
-        s = m.group(1).strip()
-    m = _LETTER_IN_BOX.match(s)
-    return m.group(1) if m else None
-
-
 def extract_gpqa_letter(completion: str) -> tuple[str | None, dict[str, Any]]:
-    """Suite GPQA letter extraction (rules in the module docstring). Returns (letter or None, detail)."""
+    """Suite GPQA letter extraction (rules in ``softthink.answers``). Returns (letter or None, detail); a hedge
+    (two or more different letters) returns None with ``detail["hedge"]`` listing them."""
     section, has_end = answer_section(completion)
     detail: dict[str, Any] = {}
     if not has_end:
         detail["no_think_end"] = True
-    section = section.replace("*", "").replace("_", "")
-    box = last_boxed(section)
-    if box is not None:
-        letter = _box_letter(box)
-        if letter:
-            detail["rule"] = "boxed"
-            return letter, detail
-    for rule, pat in (("json_answer", _RULE_JSON), ("answer_colon", _RULE_ANSWER), ("answer_is", _RULE_IS)):
-        found = pat.findall(section)
-        if found:
-            detail["rule"] = rule
-            return found[-1], detail
-    detail["rule"] = "none"
-    return None, detail
+    letters, rule = gpqa_letters(section)
+    detail["rule"] = rule
+    if len(letters) > 1:
+        detail["hedge"] = letters
+        return None, detail
+    return (letters[0] if letters else None), detail
 
 
 def grade_gpqa(gold: str, completion: str, mode: str = "suite") -> Grade:
@@ -252,6 +286,8 @@ def grade_gpqa(gold: str, completion: str, mode: str = "suite") -> Grade:
     if mode == "suite":
         letter, d = extract_gpqa_letter(completion)
         detail.update(d)
+        if "hedge" in d:
+            return Grade(correct=False, extracted=",".join(d["hedge"]), status="failed", detail=detail)
         if letter is None:
             return Grade(correct=False, status="no_answer", detail=detail)
         ok = letter == gold

@@ -34,6 +34,10 @@ SUITE_CASES = [
     (T + "\\boxed{42} so Answer: A", "A", "answer_colon"),
     # only the text after the LAST think end counts
     ("Answer: A </think> hmm Answer: B </think>\nAnswer: C", "C", "answer_colon"),
+    # a trailing parenthesised letter ends the answer section
+    (T + "Comparing the remaining candidates, the best match is (C).", "C", "trailing_paren"),
+    (T + "So I pick **(B)**", "B", "trailing_paren"),
+    (T + "(B) is tempting, but (A) and (D) fail; it must be (C)", "C", "trailing_paren"),
     # stray capitals are never matched
     (T + "A careful look at B and C shows nothing. I cannot decide.", None, "none"),
     (T + "Answer: Carbon", None, "none"),
@@ -49,6 +53,22 @@ def test_suite_extraction_table(completion, letter, rule):
     got, detail = extract_gpqa_letter(completion)
     assert got == letter
     assert detail["rule"] == rule
+
+
+HEDGES = ["Answer: A or C", '{"answer": "A, C"}', "\\boxed{A, C}", "\\boxed{\\text{A or C}}", "Answer: A/C",
+          "The answer is (A) or (C).", '"answer": "A and C"', "Final answer: A, C."]
+
+
+@pytest.mark.parametrize("answer", HEDGES)
+@pytest.mark.parametrize("gold", ["A", "C"])
+def test_a_hedge_between_options_is_wrong(answer, gold):
+    g = grade("gpqa_diamond", _item(gold), T + answer)
+    assert g.correct is False and g.status == "failed" and g.detail["hedge"] == ["A", "C"] and g.extracted == "A,C"
+
+
+def test_a_letter_list_that_does_not_end_the_answer_is_not_a_hedge():
+    letter, d = extract_gpqa_letter(T + "Answer: C, A is ruled out by the data.")
+    assert letter == "C" and "hedge" not in d
 
 
 def _item(gold="C"):

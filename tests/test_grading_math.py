@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from grading_corpus import run_official_reference
 from softthink import grading
 from softthink.data import Item, load_dataset
 from softthink.grading import Grade, MathGradePool, grade, grade_many
@@ -56,16 +57,53 @@ CASES = [
     ("gsm8k", "2125", T + "\\boxed{2,125}", True, True),
     ("gsm8k", "2,125", T + "\\boxed{2,126}", False, False),
     ("gsm8k", "18", T + "She makes \\boxed{\\$18}.", True, True),
+    # percent: math-verify 0.9.0 reads 64\% as 64 (suite); the official pins (0.8.0) compare 16/25 with 64
+    ("gsm8k", "64", T + "So the answer is \\boxed{64\\%}.", True, False),
+    ("math500", "64", T + "So the answer is \\boxed{64\\%}.", True, False),
+    ("math500", "10\\%", T + "\\boxed{10}", True, False),
+    ("math500", "10\\%", T + "\\boxed{10\\%}", True, True),
+    ("gsm8k", "0.64", T + "\\boxed{64\\%}", True, True),
+    ("gsm8k", "65", T + "\\boxed{64\\%}", False, False),
+    ("gsm8k", "2,125", T + "\\boxed{2,125\\%}", True, False),
+    # degrees: ^\circ and the unicode sign (math-verify alone cannot parse 90°)
+    ("math500", "90^\\circ", T + "\\boxed{90°}", True, False),
+    ("math500", "90^\\circ", T + "The angle is $90°$.", True, True),
+    ("math500", "90^\\circ", T + "\\boxed{91°}", False, False),
+    # bases: the subscript must match (upstream drops it, so the official grader accepts a wrong base)
+    ("math500", "52_8", T + "\\boxed{52_8}", True, True),
+    ("math500", "52_8", T + "\\boxed{52_{8}}", True, True),
+    ("math500", "52_8", T + "\\boxed{52_9}", False, True),
+    ("math500", "4210_{5}", T + "\\boxed{4210_5}", True, True),
+    ("math500", "4210_{5}", T + "\\boxed{4210_{6}}", False, True),
+    # final answers without a box after </think>
+    ("aime2024", "64", T + "... so we get $64$.", True, True),
+    ("math500", "\\frac{1}{2}", T + "Therefore\n$$\n\\frac{1}{2}\n$$", True, False),  # official: no anchor
+    ("math500", "\\frac{1}{2}", T + "Hence \\[\\frac12\\]", True, False),  # official: no anchor
+    ("gsm8k", "1250", T + "So she pays 1,250 dollars.", True, True),
+    ("gsm8k", "18", T + "She earns $18.", True, True),
+    # hedges are wrong whichever option is the gold
+    ("aime2024", "12", T + "The answer is $12$ or $13$.", False, False),
+    ("aime2024", "13", T + "The answer is $12$ or $13$.", False, False),
+    ("aime2024", "12", T + "\\boxed{12} or \\boxed{13}", False, False),
     # negative amc answers
     ("amc23", "-3", T + "\\boxed{-3}", True, True),
     ("amc23", "-3", T + "\\boxed{3}", False, False),
-    # anchored fallback without a box; unanchored numbers only count in official mode
+    # a statement without a box; a trailing number after </think> is the committed answer (suite rule 5), but
+    # without a think end (a truncated text) only boxes and statements count: no lucky last number
     ("math500", "\\frac{\\sqrt{3}}{2}", T + "The answer is $\\frac{\\sqrt{3}}{2}$.", True, True),
-    ("aime2024", "13", T + "maybe 12 then 13", False, True),
+    ("aime2024", "13", T + "maybe 12 then 13", True, True),
+    ("aime2024", "13", "maybe 12 then 13", False, True),
     # known math-verify pitfalls kept as regressions
     ("math500", "\\frac13", T + "\\boxed{0.\\overline{3}}", False, False),
     ("aime2025", "033", T + "\\boxed{33}", True, True),
 ]
+
+
+def test_official_column_is_the_official_code_on_its_pins():
+    """The table's official column, checked against the official matheval.py on math-verify 0.8.0 when such an
+    interpreter is available (tests/official_reference.py)."""
+    ref = run_official_reference([(ds, g, c) for ds, g, c, _, _ in CASES])
+    assert [o for *_, o in CASES] == ref
 
 
 @pytest.mark.parametrize("dataset,gold,completion,suite,official", CASES)
@@ -83,12 +121,20 @@ def test_suite_paths_are_recorded():
     assert g.detail["path"] == "boxed" and g.detail["boxed"] == "5" and g.extracted == "5"
     assert "no_think_end" not in g.detail
     g = grade("aime2024", _item("5"), T + "The final answer is 5.")
-    assert g.detail["path"] == "anchored" and g.correct
+    assert g.detail["path"] == "statement" and g.correct
+    g = grade("aime2024", _item("5"), T + "So we get $5$.")
+    assert g.detail["path"] == "math" and g.correct and g.extracted == "5"
+    g = grade("aime2024", _item("5"), T + "So **5** apples remain.")
+    assert g.detail["path"] == "bold" and g.correct
+    g = grade("aime2024", _item("5"), T + "That leaves 5 apples")
+    assert g.detail["path"] == "number" and g.correct
+    g = grade("aime2024", _item("5"), T + "It is $5$ or $6$.")
+    assert g.detail["hedge"] is True and g.status == "failed" and not g.correct
     g = grade("aime2024", _item("5"), T + "I ran out of ideas.")
     assert g.status == "no_answer" and g.correct is False and g.extracted is None and g.detail["path"] == "none"
     g = grade("aime2024", _item("5"), "no think end here \\boxed{5}")
     assert g.correct and g.detail["no_think_end"] is True
-    g = grade("math500", _item("5"), T + "\\boxed{ }")  # an empty box: flagged, then anchored extraction
+    g = grade("math500", _item("5"), T + "\\boxed{ }")  # an empty box: flagged, then the other rules
     assert g.detail["box_unparsed"] is True and g.detail["path"] == "none" and g.status == "no_answer"
 
 
