@@ -73,7 +73,9 @@ data: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_engine.py
 	$(PYTHON) tests/bench/bench_grading_math.py
+	$(PYTHON) tests/bench/bench_grading_long.py
 	$(PYTHON) tests/bench/bench_grading_code.py
+	$(PYTHON) tests/bench/bench_grading_code.py --dataset mbpp
 
 # --- SGLang engine: its own import-only environment (SGLang cannot run a forward pass on a CPU; docs/sglang.md)
 SGLANG_VENV ?= .venv-sglang

@@ -118,6 +118,30 @@ from collections import *
 from builtins import *
 """
 
+# The header's numpy lines, and what replaces them in a program that never names numpy: importing numpy costs
+# ~70 ms of the ~100 ms a typical MBPP program takes (none of the 257 reference solutions uses it). The names stay
+# bound -- to a module that importlib's LazyLoader loads on first attribute access -- so a program that reaches
+# numpy without naming it (``globals()["n" + "p"]``) still works, and one where numpy is missing fails at start-up
+# exactly as the official header does.
+_MBPP_NUMPY = "import numpy\nimport numpy as np\n"
+_MBPP_LAZY_NUMPY = """def _softthink_lazy(name):
+    import importlib.util, sys
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+numpy = np = _softthink_lazy("numpy")
+del _softthink_lazy
+"""
+_NAMES_NUMPY = re.compile(r"\b(?:numpy|np)\b")
+assert _MBPP_NUMPY in MBPP_HEADER
+
 # LiveCodeBench's fixed import block (lcb_runner testing_util `import_string`), re-typed.
 LCB_IMPORTS = """from string import *
 from re import *
@@ -703,10 +727,17 @@ def humaneval_program(item: Any, code: str) -> str:
     return prompt + code + "\n" + _field(item, "test") + "\n" + f"check({_field(item, 'entry_point')})"
 
 
+def mbpp_header(code: str, tests: str) -> str:
+    """The official header; when neither the code nor the tests name numpy, with numpy bound lazily (above)."""
+    if _NAMES_NUMPY.search(code) or _NAMES_NUMPY.search(tests):
+        return MBPP_HEADER
+    return MBPP_HEADER.replace(_MBPP_NUMPY, _MBPP_LAZY_NUMPY)
+
+
 def mbpp_program(item: Any, code: str, mode: str = "suite") -> str:
     """Official: header + code + "\\n" + asserts; suite also puts the item's ``test_import`` lines first."""
     tests = "\n".join(_field(item, "test_list") or [])
-    head = MBPP_HEADER
+    head = mbpp_header(code, tests)
     if mode == "suite":
         imports = _field(item, "test_import") or []
         if imports:

@@ -354,6 +354,29 @@ def _math_job(dataset: str, gold: str, completion: str, mode: str) -> Grade:
                      detail={"mode": mode, "error": f"{type(e).__name__}: {e}", "grader_version": GRADER_VERSION})
 
 
+def _payload(completion: str, mode: str) -> str:
+    """What a worker needs to grade ``completion``: suite mode reads only the answer section (same verdict)."""
+    if mode != "suite":
+        return completion
+    pos = completion.rfind(THINK_END)
+    return completion if pos < 0 else completion[pos:]
+
+
+def _contended_job(lock_path: str, seconds: float) -> Grade:
+    """Test hook: quick when it runs alone, hangs while another job holds ``lock_path`` (stands in for an item
+    that only a busy machine pushes past the outer timeout)."""
+    import fcntl
+    import time
+
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(600)
+        time.sleep(seconds)
+    return Grade(correct=True, status="passed", detail={"slept": seconds})
+
+
 def _hang_job(seconds: float) -> Grade:  # test hook: a job that outlives the outer timeout
     import time
 
@@ -385,30 +408,41 @@ class MathGradePool:
         self._pool = pebble.ProcessPool(max_workers=self.workers, initializer=_worker_init, context=ctx)
 
     def grade(self, dataset: str, jobs: Iterable[tuple[Any, str]], mode: str = "suite") -> list[Grade]:
-        """Grade (gold, completion) pairs of one math dataset; results in input order."""
+        """Grade (gold, completion) pairs of one math dataset; results in input order. Suite mode reads only the
+        answer section, so only ``</think>`` + that section travels to the worker (a 32k-token thinking does not)."""
         if _kind(dataset) != "math":
             raise ValueError(f"MathGradePool grades math datasets only, not {dataset!r}")
-        return self.run(_math_job, [(dataset, str(g), c, mode) for g, c in jobs], mode=mode)
+        return self.run(_math_job, [(dataset, str(g), _payload(c, mode), mode) for g, c in jobs], mode=mode)
 
     def run(self, fn: Callable[..., Grade], arglist: Sequence[tuple], mode: str = "suite") -> list[Grade]:
-        """Schedule ``fn(*args)`` for each args (``fn`` must be importable); timeouts and crashes become Grades."""
+        """Schedule ``fn(*args)`` for each args (``fn`` must be importable); timeouts and crashes become Grades.
+
+        An item that hits the outer timeout while other items ran beside it is graded again alone (one item in
+        the pool at a time, same timeout): on a busy machine a parallel run can push an item over the limit that a
+        serial run grades, and the pool must not lose it. Only a second timeout scores ``timeout``."""
+        futures = [self._pool.schedule(fn, args=args, timeout=self.timeout) for args in arglist]
+        out = [self._collect(fut, mode) for fut in futures]
+        if len(arglist) > 1 and self.workers > 1:
+            for i, g in enumerate(out):
+                if g.status == "timeout":
+                    again = self._collect(self._pool.schedule(fn, args=arglist[i], timeout=self.timeout), mode)
+                    again.detail["retried_alone_after_timeout"] = True
+                    out[i] = again
+        return out
+
+    def _collect(self, fut: Any, mode: str) -> Grade:
         from pebble import ProcessExpired
 
-        futures = [self._pool.schedule(fn, args=args, timeout=self.timeout) for args in arglist]
-        out: list[Grade] = []
-        for fut in futures:
-            base = {"mode": mode, "grader_version": GRADER_VERSION}
-            try:
-                out.append(fut.result())
-            except FutureTimeout:
-                out.append(Grade(correct=False, status="timeout", detail={**base, "outer_timeout_s": self.timeout}))
-            except ProcessExpired as e:
-                out.append(Grade(correct=False, status="grader_error",
-                                 detail={**base, "error": f"worker died: {e} (exit code {e.exitcode})"}))
-            except Exception as e:
-                out.append(Grade(correct=False, status="grader_error",
-                                 detail={**base, "error": f"{type(e).__name__}: {e}"}))
-        return out
+        base = {"mode": mode, "grader_version": GRADER_VERSION}
+        try:
+            return fut.result()
+        except FutureTimeout:
+            return Grade(correct=False, status="timeout", detail={**base, "outer_timeout_s": self.timeout})
+        except ProcessExpired as e:
+            return Grade(correct=False, status="grader_error",
+                         detail={**base, "error": f"worker died: {e} (exit code {e.exitcode})"})
+        except Exception as e:
+            return Grade(correct=False, status="grader_error", detail={**base, "error": f"{type(e).__name__}: {e}"})
 
     def close(self) -> None:
         self._pool.close()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from softthink.data import DataNotFound, load_dataset
-from softthink.execution import (MBPP_HEADER, grade_code, grade_code_many, humaneval_program, mbpp_entry_point,
-                                 mbpp_program, outcome_counts)
+from softthink.execution import (_MBPP_LAZY_NUMPY, _MBPP_NUMPY, MBPP_HEADER, grade_code, grade_code_many,
+                                 humaneval_program, mbpp_entry_point, mbpp_header, mbpp_program, outcome_counts,
+                                 run_program)
 
 WORKERS = 2
 
@@ -110,9 +111,26 @@ def test_mbpp_program_layout(mbpp):
     suite = mbpp_program(with_import, "CODE", "suite")
     official = mbpp_program(with_import, "CODE", "official")
     tests = "\n".join(with_import.meta["test_list"])
-    assert official == MBPP_HEADER + "CODE" + "\n" + tests
-    assert suite == "\n".join(with_import.meta["test_import"]) + "\n" + MBPP_HEADER + "CODE" + "\n" + tests
+    head = mbpp_header("CODE", tests)
+    assert official == head + "CODE" + "\n" + tests
+    assert suite == "\n".join(with_import.meta["test_import"]) + "\n" + head + "CODE" + "\n" + tests
     assert sum(1 for it in mbpp.items if it.meta["test_import"]) == 13
+    # numpy is imported eagerly exactly when the code or the tests name it; otherwise bound lazily
+    assert "import numpy as np\n" not in head and "numpy = np = " in head
+    assert head.replace(_MBPP_LAZY_NUMPY, _MBPP_NUMPY) == MBPP_HEADER
+    assert mbpp_program(with_import, "x = np.zeros(3)", "official").startswith(MBPP_HEADER)
+    assert mbpp_program(with_import, "import numpy", "official").startswith(MBPP_HEADER)
+
+
+def test_mbpp_lazy_numpy_still_works_in_the_sandbox():
+    """A program that reaches numpy without naming it gets the real module; no program pays for the import
+    unless it uses numpy (the cost that kept MBPP grading near 13 programs/s)."""
+    head = mbpp_header("", "")
+    src = head + ("import sys\nassert 'numpy.core' not in sys.modules and 'numpy._core' not in sys.modules\n"
+                  "mod = globals()['n' + 'p']\nassert int(mod.arange(4).sum()) == 6\n"
+                  "assert isinstance(mod.zeros(2), numpy.ndarray) and sys.modules['numpy'] is mod\n")
+    assert run_program(src, timeout=30).status == "passed"
+    assert run_program(MBPP_HEADER + "import sys\nassert 'numpy._core' in sys.modules\n", timeout=30).status == "passed"
 
 
 @pytest.mark.parametrize("mode", ["suite", "official"])

@@ -200,6 +200,27 @@ def test_pool_kills_a_hanging_job_and_carries_on():
     assert [g.status for g in after] == ["passed", "failed"]
 
 
+def test_pool_never_loses_an_item_a_serial_run_grades(tmp_path):
+    """Jobs that hang only while another job runs (contention) time out in the parallel pass and are graded
+    in the retry, one at a time; a job that hangs alone still scores timeout."""
+    lock = str(tmp_path / "lock")
+    with MathGradePool(3, timeout=1.5) as pool:
+        res = pool.run(grading._contended_job, [(lock, 0.3)] * 3)
+        assert [g.status for g in res] == ["passed"] * 3
+        assert sum(bool(g.detail.get("retried_alone_after_timeout")) for g in res) >= 2
+        res = pool.run(grading._hang_job, [(60,), (0,)])
+    assert res[0].status == "timeout" and res[0].detail["retried_alone_after_timeout"] and res[1].status == "passed"
+
+
+def test_pool_sends_only_the_answer_section_in_suite_mode():
+    long = "x" * 100_000 + "</think>\\boxed{3}"
+    assert grading._payload(long, "suite") == "</think>\\boxed{3}"
+    assert grading._payload(long, "official") == long and grading._payload("\\boxed{3}", "suite") == "\\boxed{3}"
+    with MathGradePool(1) as pool:
+        got = pool.grade("gsm8k", [("3", "\\boxed{4}" + long), ("3", "no end \\boxed{3}")])
+    assert [g.correct for g in got] == [True, True] and got[1].detail["no_think_end"] is True
+
+
 def test_pool_rejects_fork():
     with pytest.raises(ValueError, match="fork"):
         MathGradePool(1, context="fork")
