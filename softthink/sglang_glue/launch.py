@@ -240,6 +240,16 @@ def _finish_reason(meta: dict, eos_ids: Sequence[int]) -> str:
     return "stop"
 
 
+def _think_end_reason(cfg, end_step: Optional[int], m: int) -> Optional[str]:
+    """`budget` when the marker sits exactly where the budget forces it, else `marker` (a Cold Stop also ends with
+    the marker; the records of Driver B tell them apart)."""
+    if end_step is None:
+        return None
+    if cfg.think.budget > 0 and end_step == cfg.think.budget + m:
+        return "budget"
+    return "marker"
+
+
 def think_stats(token_ids: Sequence[int], marker: Sequence[int], soft: bool):
     """(think_end_step, num_thinking_tokens) from the recorded ids: THINK lasts until the marker's last id."""
     m = len(marker)
@@ -286,6 +296,7 @@ class SGLangEngine:
             tokenizer = AutoTokenizer.from_pretrained(self.options.tokenizer_path or self.options.model_path)
         self.tokenizer = tokenizer
         self.retractions = 0
+        self.last_meta: List[dict] = []
 
     # -- request building ------------------------------------------------------------------------------------
     def marker_ids(self, cfg) -> List[int]:
@@ -299,42 +310,66 @@ class SGLangEngine:
         return [eos] if isinstance(eos, int) else list(eos or [])
 
     def request(self, cfg, uid: int) -> Dict[str, Any]:
-        return build_request(cfg, self.marker_ids(cfg), self.eos_ids(), uid, driver=self.options.driver)
+        """The request for `cfg`, checked here against this engine's static tables (the server would refuse it)."""
+        from softthink.sglang_glue import tables as T
+        from softthink.sglang_glue.driver import RequestSpec, check_widths, soft_custom_params, uses_driver
+
+        marker = self.marker_ids(cfg)
+        if uses_driver(cfg):
+            spec = RequestSpec.from_params(soft_custom_params(cfg, marker, self.eos_ids(), uid))
+            limits = T.SoftStateTables.__new__(T.SoftStateTables)  # the limits only, no tensors
+            limits.kmax, limits.vocab = self.options.kmax, len(self.tokenizer)
+            limits.marker_max = T.env_int("SOFTTHINK_SGLANG_MARKER_MAX", T.DEFAULT_MARKER_MAX)
+            check_widths(spec, limits)
+        return build_request(cfg, marker, self.eos_ids(), uid, driver=self.options.driver)
 
     # -- generation ------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence, config, sample_uids: Optional[Sequence[int]] = None) -> list:
+        """One `Generation` per prompt, all with `config` (a `GenerationConfig` or dict)."""
+        return self.generate_mixed(prompts, [config] * len(prompts), sample_uids)
+
+    def generate_mixed(self, prompts: Sequence, configs: Sequence, sample_uids: Optional[Sequence[int]] = None,
+                       ) -> list:
+        """One `Generation` per prompt, prompt i with `configs[i]`: methods and settings may differ inside one batch
+        (SGLang batches them together). `self.last_meta` keeps SGLang's `meta_info` of each output."""
+        from softthink.chat import encode_prompt  # the same prompt encoding as HFEngine
+        from softthink.config import GenerationConfig
         from softthink.engine import Generation
 
+        configs = [c if isinstance(c, GenerationConfig) else GenerationConfig.from_dict(c) for c in configs]
         uids = list(sample_uids) if sample_uids is not None else list(range(len(prompts)))
-        from softthink.chat import encode_prompt  # the same prompt encoding as HFEngine
-
+        if not (len(uids) == len(configs) == len(prompts)):
+            raise ValueError(f"{len(prompts)} prompts, {len(configs)} configs and {len(uids)} sample uids")
         input_ids = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else [int(t) for t in p] for p in prompts]
-        reqs = [self.request(config, u) for u in uids]
+        reqs = [self.request(c, u) for c, u in zip(configs, uids)]
         t0 = time.time()
         kwargs: Dict[str, Any] = {"input_ids": input_ids, "sampling_params": [r["sampling_params"] for r in reqs]}
-        if reqs and reqs[0].get("custom_logit_processor"):
-            kwargs["custom_logit_processor"] = [r["custom_logit_processor"] for r in reqs]
-        salts = [r.get("cache_salt") for r in reqs]
+        if any(r.get("custom_logit_processor") for r in reqs):
+            kwargs["custom_logit_processor"] = [r.get("custom_logit_processor") for r in reqs]
+        salts = [r.get("cache_salt") or "" for r in reqs]  # SGLang reads "" as no salt
         if any(salts):
             kwargs["cache_salt"] = salts
         outs = self._engine.generate(**kwargs)
         wall = time.time() - t0
-        marker = self.marker_ids(config)
+        self.last_meta = [o.get("meta_info", {}) for o in outs]
+        self.retractions += sum(int(m.get("num_retractions") or 0) for m in self.last_meta)
         gens = []
-        for prompt_ids, uid, o in zip(input_ids, uids, outs):
+        for prompt_ids, uid, cfg, o in zip(input_ids, uids, configs, outs):
             meta = o.get("meta_info", {})
             ids = list(o.get("output_ids") or meta.get("output_ids") or [])
-            end_step, n_think = think_stats(ids, marker, config.is_soft)
+            marker = self.marker_ids(cfg)
+            tracked = cfg.method != "nothinking"  # the prompt of NoThinking already closed the thinking
+            end_step, n_think = think_stats(ids, marker, tracked)
             reason = _finish_reason(meta, self.eos_ids())
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             if reason == "stop":  # cut at the stop string, as the transformers engine does
-                cut = min((text.find(s) for s in config.stop if s in text), default=-1)
+                cut = min((text.find(s) for s in cfg.stop if s in text), default=-1)
                 text = text[:cut] if cut >= 0 else text
             gens.append(Generation(
                 text=text,
                 token_ids=ids,
                 finish_reason=reason,
-                think_end_reason=("marker" if end_step is not None else None) if config.is_soft else None,
+                think_end_reason=_think_end_reason(cfg, end_step, len(marker)),
                 num_thinking_tokens=n_think,
                 num_answer_tokens=len(ids) - n_think,
                 think_end_step=end_step,

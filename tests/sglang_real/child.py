@@ -1,11 +1,14 @@
-"""Run `SGLangEngine` jobs in a child process and print the results as JSON (one engine start per call).
+"""Run `SGLangEngine` jobs in a child process and return the results as JSON (one engine start per call).
 
 SGLang kills its parent process when a scheduler dies (rc 137), so the tests and the benchmark never start an
-engine in their own process: `run_jobs(...)` launches `python child.py SPEC.json` and reads its JSON result.
+engine in their own process: `run_jobs(...)` launches `python child.py SPEC.json OUT.json` and reads the result.
 
-SPEC: {"model": alias or path, "options": {LaunchOptions fields}, "env": {...},
-       "jobs": [{"name", "prompts": [str | [ids]], "config": {GenerationConfig}, "uids": [int] | null}]}
-Result: {"start_s", "results": {name: [Generation.to_dict() + "wall_s"]}, "errors": {name: message}}
+A job is one `generate` call:
+* `{"name", "items": [{"prompt": str | [ids], "config": {...}, "uid": int}]}` - `SGLangEngine.generate_mixed`
+  (methods may differ inside the batch); the result holds `Generation.to_dict()` plus SGLang's `meta_info`;
+* `{"name", "raw": {Engine.generate kwargs}}` - the stock `sgl.Engine.generate` (n > 1, grammar requests,
+  hand-made bad requests); the result is SGLang's own output list.
+Result: {"start_s", "results": {name: [...]}, "errors": {name: message}, "wall_s": {name: s}}
 """
 from __future__ import annotations
 
@@ -17,11 +20,10 @@ import tempfile
 import time
 
 
-def run_jobs(model: str, jobs: list, timeout: float = 900, env: dict | None = None, **options) -> dict:
-    spec = {"model": model, "options": {"device": "cpu", **options}, "env": env or {}, "jobs": jobs}
+def run_jobs(model: str, jobs: list, timeout: float = 1200, env: dict | None = None, **options) -> dict:
+    spec = {"model": model, "options": {"device": "cpu", **options}, "jobs": jobs}
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "spec.json")
-        out = os.path.join(tmp, "out.json")
+        path, out = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(path, "w") as f:
             json.dump(spec, f)
         p = subprocess.run([sys.executable, __file__, path, out], capture_output=True, text=True, timeout=timeout,
@@ -35,24 +37,28 @@ def run_jobs(model: str, jobs: list, timeout: float = 900, env: dict | None = No
 
 
 def main(spec_path: str, out_path: str) -> None:
-    from softthink.config import GenerationConfig
     from softthink.sglang_glue.launch import SGLangEngine
 
     spec = json.load(open(spec_path))
     t0 = time.time()
     eng = SGLangEngine(spec["model"], **spec["options"])
-    res = {"start_s": time.time() - t0, "results": {}, "errors": {}}
+    res = {"start_s": time.time() - t0, "results": {}, "errors": {}, "wall_s": {}}
     try:
         for job in spec["jobs"]:
-            cfg = GenerationConfig.from_dict(job["config"])
             t1 = time.time()
             try:
-                gens = eng.generate(job["prompts"], cfg, sample_uids=job.get("uids"))
-            except Exception as e:  # a refused request: reported, the engine keeps serving
+                if "raw" in job:
+                    out = eng._engine.generate(**job["raw"])
+                    res["results"][job["name"]] = json.loads(json.dumps(out))  # must serialise as it is
+                else:
+                    items = job["items"]
+                    gens = eng.generate_mixed([it["prompt"] for it in items], [it["config"] for it in items],
+                                              [it.get("uid", i) for i, it in enumerate(items)])
+                    res["results"][job["name"]] = [dict(g.to_dict(), meta=json.loads(json.dumps(m)))
+                                                   for g, m in zip(gens, eng.last_meta)]
+            except Exception as e:  # noqa: BLE001 - reported per job; the engine keeps serving the next one
                 res["errors"][job["name"]] = f"{type(e).__name__}: {e}"
-                continue
-            wall = time.time() - t1
-            res["results"][job["name"]] = [dict(g.to_dict(), wall_s=wall) for g in gens]
+            res["wall_s"][job["name"]] = time.time() - t1
     finally:
         eng.shutdown()
     with open(out_path, "w") as f:
