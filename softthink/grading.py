@@ -4,19 +4,22 @@ Math (EVALUATION.md §2.3/§2.4), gold configs per dataset: ``Expr`` gold for ai
 ``$gold$`` + LaTeX gold for math500/amc23; always ``verify(gold, pred)`` (the function is asymmetric).
 
 * ``suite`` (default): answer section = text after the LAST ``</think>`` (absent: flag ``no_think_end``, use the
-  full text) -> the last brace-balanced ``\\boxed{...}`` in it, graded as ``parse("$" + content + "$")`` with the
-  default normalisation (path ``boxed``) -> else math-verify with anchored extraction only (path ``anchored``)
-  -> else status ``no_answer``. ``detail["path"]`` records which fired.
+  full text); candidates from ``softthink.answers.math_candidates`` in order of preference -- ``boxed``,
+  ``statement`` ("answer is", ``Answer:``), ``bold``, ``math`` (last inline/display expression), ``number``
+  (trailing number); the last three only with a think end -- pre-normalised (degree sign, thousands separators,
+  bare ``%``) and parsed with math-verify's default normalisation; the first that parses is graded
+  (``detail["path"]``). A hedge ("$12$ or $13$") is wrong; a base subscript must match the gold's. Else
+  ``no_answer``.
 * ``official``: the official ``matheval.py`` configuration on the FULL text (thinking included): LaTeX with
   ``malformed_operators=False, nits=False``, ``boxed_match_priority=0``, no unanchored LaTeX, plus an unanchored
-  ``ExprExtractionConfig``; ``extraction_mode="first_match"``. Runs on the installed math-verify (0.9.0 here; the
-  official run used 0.8.0) -- the version is recorded in ``detail``.
+  ``ExprExtractionConfig``; ``extraction_mode="first_match"``; ``verify`` with math-verify 0.8.0's percentage
+  comparison (the official pins), see :func:`_numeric_eq_080`.
 
-GPQA (§3.1): ``suite`` extractor on the answer section, markdown emphasis (``*``, ``_``) removed, letters A-D,
-rules in priority order, each taking its last match: 1 ``\\boxed{X}`` / ``\\boxed{\\text{X}}`` (``X:``, ``X)``,
-``X.`` prefixes accepted); 2 ``"answer": "X"``; 3 ``Answer: X``; 4 ``(answer|choice|option) is X``; else
-``no_answer``. Never a stray capital. ``official`` approximates the official grader: math-verify
-``StringExtractionConfig`` on the full text for both gold and prediction.
+GPQA (§3.1): ``suite`` letter rules in ``softthink.answers.gpqa_letters`` (boxed, ``"answer": "X"``,
+``Answer: X``, "answer is X", a trailing ``(X)``); an answer naming two or more different options is a hedge and
+wrong. ``official``: math-verify ``StringExtractionConfig`` on the full text for both gold and prediction.
+
+docs/grading.md states every rule with examples.
 
 Code datasets dispatch to ``softthink.execution.grade_code`` (imported lazily).
 
