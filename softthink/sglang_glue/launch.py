@@ -435,25 +435,41 @@ def build_request(cfg, marker_ids: Sequence[int], eos_ids: Sequence[int], uid: i
 
 # ----------------------------------------------------------------------------------------------- CLI
 def _options_from_args(a) -> LaunchOptions:
-    extra = json.loads(a.extra) if a.extra else {}
+    try:
+        extra = json.loads(a.extra) if a.extra else {}
+    except ValueError as e:
+        raise SystemExit(f"sglang-serve: --extra is not a JSON object ({e})")
     return LaunchOptions(
-        model_path=a.model, driver=a.driver, tp_size=a.tp_size, dp_size=a.dp_size, num_gpus=a.num_gpus,
-        mem_fraction_static=a.mem_fraction_static, max_running_requests=a.max_running_requests,
+        model_path=a.model, device=a.device, driver=a.driver, tp_size=a.tp_size, dp_size=a.dp_size,
+        num_gpus=a.num_gpus, mem_fraction_static=a.mem_fraction_static, max_running_requests=a.max_running_requests,
         cuda_graph_bs=a.cuda_graph_bs, cuda_graph_max_bs=a.cuda_graph_max_bs,
         disable_radix_cache=not a.enable_radix_cache, disable_cuda_graph=a.disable_cuda_graph,
         disable_overlap_schedule=a.disable_overlap_schedule, random_seed=a.seed, deterministic=a.deterministic,
         kmax=a.kmax, max_rows=a.max_rows, host=a.host, port=a.port, nnodes=a.nnodes, node_rank=a.node_rank,
-        dist_init_addr=a.dist_init_addr, extra=extra)
+        dist_init_addr=a.dist_init_addr, max_total_tokens=a.max_total_tokens,
+        chunked_prefill_size=a.chunked_prefill_size, extra=extra)
 
 
 def cmd_serve(a) -> int:
-    opts = _options_from_args(a)
+    try:
+        opts = _options_from_args(a)
+    except (ValueError, UnsupportedMode) as e:
+        print(f"sglang-serve: {e}", file=sys.stderr)
+        return 2
+    if not a.dry_run:
+        try:
+            require_sglang(need_cuda=opts.device != "cpu")
+        except SGLangUnavailable as e:
+            print(f"sglang-serve: {e}", file=sys.stderr)
+            return 2
+        from softthink.sglang_glue.cpu import materialize
+
+        opts.model_path = materialize(opts.model_path)  # bundled aliases -> an HF-format directory
     cmd = opts.server_command()
     env_s = " ".join(f"{k}={shlex.quote(v)}" for k, v in opts.env().items())
     print(f"{env_s} {shlex.join(cmd)}", flush=True)
     if a.dry_run:
         return 0
-    require_sglang(need_cuda=True)
     env = dict(os.environ, **opts.env())
     return subprocess.call(cmd, env=env)
 
@@ -477,7 +493,10 @@ def cmd_check(a) -> int:
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("sglang-serve", help="launch an SGLang server with the soft-thinking plugin")
-    p.add_argument("--model", required=True, help="checkpoint path or HF id (Qwen2/Qwen3/Llama architectures)")
+    p.add_argument("--model", required=True,
+                   help="checkpoint path, HF id or bundled alias (smollm2-135m, tiny-random-*); Qwen2/Qwen3/Llama")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                   help="cpu: SGLang's CPU backend (x86-64; torch-native attention, fp32; docs/sglang.md)")
     p.add_argument("--driver", default="A", choices=["A", "B", "a", "b"])
     p.add_argument("--tp-size", type=int, default=1)
     p.add_argument("--dp-size", type=int, default=1)
@@ -493,6 +512,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kmax", type=int, default=30, help="static concept width (max think.max_topk)")
     p.add_argument("--max-rows", type=int, default=None, help="state-table rows (default 65536)")
+    p.add_argument("--max-total-tokens", type=int, default=None, help="KV pool size in tokens (CPU default 16384)")
+    p.add_argument("--chunked-prefill-size", type=int, default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=30000)
     p.add_argument("--nnodes", type=int, default=1)
