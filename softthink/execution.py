@@ -118,13 +118,16 @@ from collections import *
 from builtins import *
 """
 
-# The header's numpy lines, and what replaces them in a program that never names numpy: importing numpy costs
-# ~70 ms of the ~100 ms a typical MBPP program takes (none of the 257 reference solutions uses it). The names stay
-# bound -- to a module that importlib's LazyLoader loads on first attribute access -- so a program that reaches
-# numpy without naming it (``globals()["n" + "p"]``) still works, and one where numpy is missing fails at start-up
-# exactly as the official header does.
-_MBPP_NUMPY = "import numpy\nimport numpy as np\n"
-_MBPP_LAZY_NUMPY = """def _softthink_lazy(name):
+# The header's costly imports that most programs never use, and what replaces them in a program that does not name
+# the module: numpy costs ~70 ms of the ~100 ms a typical MBPP program took (none of the 257 reference solutions
+# uses it), hashlib (OpenSSL) ~3 ms. The names stay bound -- to modules that importlib's LazyLoader executes on
+# first attribute access -- so a program that reaches one without naming it (``globals()["n" + "p"]``) still
+# works, and one where numpy is missing fails at start-up exactly as with the official header.
+_MBPP_LAZY = {   # import lines of MBPP_HEADER -> (pattern of the names they bind, lazy binding)
+    "import numpy\nimport numpy as np\n": (r"\b(?:numpy|np)\b", 'numpy = np = _softthink_lazy("numpy")\n'),
+    "import hashlib\n": (r"\bhashlib\b", 'hashlib = _softthink_lazy("hashlib")\n'),
+}
+_MBPP_LAZY_DEF = """def _softthink_lazy(name):
     import importlib.util, sys
     if name in sys.modules:
         return sys.modules[name]
@@ -136,11 +139,9 @@ _MBPP_LAZY_NUMPY = """def _softthink_lazy(name):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-numpy = np = _softthink_lazy("numpy")
-del _softthink_lazy
 """
-_NAMES_NUMPY = re.compile(r"\b(?:numpy|np)\b")
-assert _MBPP_NUMPY in MBPP_HEADER
+_MBPP_LAZY_DEL = "del _softthink_lazy\n"
+assert all(line in MBPP_HEADER for line in _MBPP_LAZY)
 
 # LiveCodeBench's fixed import block (lcb_runner testing_util `import_string`), re-typed.
 LCB_IMPORTS = """from string import *
@@ -754,10 +755,16 @@ def humaneval_program(item: Any, code: str) -> str:
 
 
 def mbpp_header(code: str, tests: str) -> str:
-    """The official header; when neither the code nor the tests name numpy, with numpy bound lazily (above)."""
-    if _NAMES_NUMPY.search(code) or _NAMES_NUMPY.search(tests):
-        return MBPP_HEADER
-    return MBPP_HEADER.replace(_MBPP_NUMPY, _MBPP_LAZY_NUMPY)
+    """The official header, with each costly import that neither the code nor the tests name bound lazily
+    (``_MBPP_LAZY``); identical to :data:`MBPP_HEADER` when the program names them all."""
+    head = MBPP_HEADER
+    lazy = [(line, bind) for line, (names, bind) in _MBPP_LAZY.items()
+            if not re.search(names, code) and not re.search(names, tests)]
+    if not lazy:
+        return head
+    for line, bind in lazy:
+        head = head.replace(line, bind)
+    return _MBPP_LAZY_DEF + head.replace("from builtins import *\n", _MBPP_LAZY_DEL + "from builtins import *\n")
 
 
 def mbpp_program(item: Any, code: str, mode: str = "suite") -> str:

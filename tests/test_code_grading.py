@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from softthink.data import DataNotFound, load_dataset
-from softthink.execution import (_MBPP_LAZY_NUMPY, _MBPP_NUMPY, MBPP_HEADER, grade_code, grade_code_many,
+from softthink.execution import (_MBPP_LAZY, MBPP_HEADER, grade_code, grade_code_many,
                                  humaneval_program, mbpp_entry_point, mbpp_header, mbpp_program, outcome_counts,
                                  run_program)
 
@@ -115,11 +115,15 @@ def test_mbpp_program_layout(mbpp):
     assert official == head + "CODE" + "\n" + tests
     assert suite == "\n".join(with_import.meta["test_import"]) + "\n" + head + "CODE" + "\n" + tests
     assert sum(1 for it in mbpp.items if it.meta["test_import"]) == 13
-    # numpy is imported eagerly exactly when the code or the tests name it; otherwise bound lazily
-    assert "import numpy as np\n" not in head and "numpy = np = " in head
-    assert head.replace(_MBPP_LAZY_NUMPY, _MBPP_NUMPY) == MBPP_HEADER
-    assert mbpp_program(with_import, "x = np.zeros(3)", "official").startswith(MBPP_HEADER)
-    assert mbpp_program(with_import, "import numpy", "official").startswith(MBPP_HEADER)
+    # numpy and hashlib are imported eagerly exactly when the code or the tests name them; otherwise bound lazily
+    assert "import numpy as np\n" not in head and "import hashlib\n" not in head
+    assert "numpy = np = _softthink_lazy" in head and "hashlib = _softthink_lazy" in head
+    assert mbpp_program(with_import, "x = np.zeros(3)", "official").count("import numpy as np\n") == 1
+    assert "import hashlib\n" not in mbpp_program(with_import, "x = np.zeros(3)", "official")
+    full = "import numpy\nimport hashlib"
+    assert mbpp_program(with_import, full, "official") == MBPP_HEADER + full + "\n" + tests
+    for line, (_, bind) in _MBPP_LAZY.items():   # the only change: each lazy line replaces its import line
+        assert head.count(bind) == 1 and MBPP_HEADER.count(line) == 1
 
 
 def test_mbpp_lazy_numpy_still_works_in_the_sandbox():
@@ -128,7 +132,9 @@ def test_mbpp_lazy_numpy_still_works_in_the_sandbox():
     head = mbpp_header("", "")
     src = head + ("import sys\nassert 'numpy.core' not in sys.modules and 'numpy._core' not in sys.modules\n"
                   "mod = globals()['n' + 'p']\nassert int(mod.arange(4).sum()) == 6\n"
-                  "assert isinstance(mod.zeros(2), numpy.ndarray) and sys.modules['numpy'] is mod\n")
+                  "assert isinstance(mod.zeros(2), numpy.ndarray) and sys.modules['numpy'] is mod\n"
+                  "assert globals()['hash' + 'lib'].sha256(b'').hexdigest().startswith('e3b0c442')\n"
+                  "assert '_softthink_lazy' not in globals()\n")
     assert run_program(src, timeout=30).status == "passed"
     assert run_program(MBPP_HEADER + "import sys\nassert 'numpy._core' in sys.modules\n", timeout=30).status == "passed"
 
