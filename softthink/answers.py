@@ -21,7 +21,8 @@ is a **hedge** and is graded wrong.
 
 GPQA (:func:`gpqa_letters`): markdown emphasis removed, letters A-D, the first rule that matches wins, each taking
 its last match: 1 ``\\boxed{X}`` (``\\text{}``, ``X:``/``X)``/``X.`` forms); 2 ``"answer": "X"``; 3 ``Answer: X``;
-4 ``(answer|choice|option) is X``; 5 a trailing parenthesised letter ending the section (``the best match is (C).``).
+4 ``(answer|choice|option) is X``; 5 ``I choose X``; 6 ``(X) is the correct answer``; 7 a trailing parenthesised
+letter ending the section (``the best match is (C).``); 8 a last line that is only a letter (``**C**``).
 A rule whose answer names two or more different options (``Answer: A or C``, ``{"answer": "A, C"}``,
 ``\\boxed{A, C}``) returns all of them: the grader marks that a hedge, graded wrong. Never a stray capital letter.
 """
@@ -122,7 +123,8 @@ def _two_alternatives(segs: list[tuple[int, int, str]], text: str) -> bool:
     if len(segs) < 2:
         return False
     (_, e1, c1), (s2, _, c2) = segs[-2], segs[-1]
-    return _norm_ws(c1) != _norm_ws(c2) and bool(_HEDGE_GAP.match(text[e1:s2]))
+    gap = text[e1:s2]
+    return len(gap) <= 80 and _norm_ws(c1) != _norm_ws(c2) and bool(_HEDGE_GAP.match(gap))
 
 
 def _norm_ws(s: str) -> str:
@@ -205,11 +207,15 @@ _LIST = rf"(\(?[A-D]\)?(?:{_SEP}\(?[A-D]\)?)+)(?![A-Za-z0-9])(?=\s*(?:$|[.!;\"'}
 _LETTERS = re.compile(r"[A-D]")
 _RULES = (
     ("json_answer", r"[\"'](?i:answer)[\"']\s*:\s*[\"']?\s*"),
-    ("answer_colon", r"(?<![A-Za-z])(?i:answer)\s*:\s*"),
+    ("answer_colon", r"(?<![A-Za-z])(?i:answer|correct\s+option|correct\s+choice)\s*[:\u2014\u2013]\s*"),
     ("answer_is", r"(?<![A-Za-z])(?i:answer|choice|option)\s+is\s*:?\s*"),
+    ("choose", r"(?<![A-Za-z])(?i:choose|pick|select|go\s+with)\s+(?:(?i:option|choice)\s+)?"),
 )
 _GPQA_RULES = [(name, re.compile(anchor + "(?:" + _LIST + "|(" + _ONE + "))")) for name, anchor in _RULES]
+_CORRECT_IS = re.compile(r"(?<![A-Za-z])(?:(?i:option|choice)\s+)?\(?([A-D])\)?\s+(?i:is\s+(?:the\s+)?"
+                         r"(?:correct|right|best)\b)")
 _TRAILING_PAREN = re.compile(r"\(([A-D])\)[\s.!)\]$}]*$")
+_LETTER_LINE = re.compile(r"(?:^|\n)[ \t]*\(?([A-D])\)?[.!]?[ \t]*$")
 
 
 def _box_letters(content: str) -> list[str]:
@@ -242,7 +248,12 @@ def gpqa_letters(section: str) -> tuple[list[str], str]:
             m = found[-1]
             group = m.group(1) or m.group(2)
             return sorted(set(_LETTERS.findall(group))), rule
-    m = _TRAILING_PAREN.search(section.rstrip())
-    if m:
-        return [m.group(1)], "trailing_paren"
+    found = list(_CORRECT_IS.finditer(section))
+    if found:
+        return [found[-1].group(1)], "correct_is"
+    tail = section.rstrip()
+    for rule, pat in (("trailing_paren", _TRAILING_PAREN), ("letter_line", _LETTER_LINE)):
+        m = pat.search(tail)
+        if m:
+            return [m.group(1)], rule
     return [], "none"

@@ -16,7 +16,8 @@ Math (EVALUATION.md §2.3/§2.4), gold configs per dataset: ``Expr`` gold for ai
   comparison (the official pins), see :func:`_numeric_eq_080`.
 
 GPQA (§3.1): ``suite`` letter rules in ``softthink.answers.gpqa_letters`` (boxed, ``"answer": "X"``,
-``Answer: X``, "answer is X", a trailing ``(X)``); an answer naming two or more different options is a hedge and
+``Answer: X``, "answer is X", "I choose X", "(X) is correct", a trailing ``(X)``, a last line that is only the
+letter); an answer naming two or more different options is a hedge and
 wrong. ``official``: math-verify ``StringExtractionConfig`` on the full text for both gold and prediction.
 
 docs/grading.md states every rule with examples.

@@ -723,11 +723,14 @@ def sample_uid(item_index: int, sample_index: int) -> int:
 
 
 def _build_engine(spec: RunSpec):
-    if spec.engine == "sglang":  # pragma: no cover - needs a GPU and the sglang extra
+    if spec.engine == "sglang":  # needs the sglang extra (make test-sglang runs it on the CPU)
         from softthink.sglang_glue.launch import SGLangEngine
 
-        tokenizer = load_tokenizer(spec.model) if spec.model.startswith("tiny-random-") else None
-        return SGLangEngine(spec.model, tokenizer=tokenizer)
+        device = resolve_device(spec.device)
+        options = {"device": device}
+        if spec.dtype != "auto":
+            options["dtype"] = spec.dtype
+        return SGLangEngine(spec.model, **options)
     from softthink.engine import HFEngine
     from softthink.models import load_model
 

@@ -50,10 +50,14 @@ def standin_path() -> Optional[str]:
     return None if real_sgl_kernel_available() else str(STANDIN_DIR)
 
 
-def cpu_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment variables the SGLang processes need on the CPU (inherited by the spawned schedulers)."""
+def cpu_env(base: Optional[Dict[str, str]] = None, ranks: int = 1) -> Dict[str, str]:
+    """Environment variables the SGLang processes need on the CPU (inherited by the spawned schedulers).
+    Several ranks (DP replicas) on fewer NUMA nodes need their cores named: the usable cores are split evenly
+    (`SGLANG_CPU_OMP_THREADS_BIND=0|1` for two ranks on two cores) unless the variable is already set."""
     base = os.environ if base is None else base
     env = {"SGLANG_USE_CPU_ENGINE": "1"}
+    if ranks > 1 and not base.get("SGLANG_CPU_OMP_THREADS_BIND"):
+        env["SGLANG_CPU_OMP_THREADS_BIND"] = split_cores(ranks)
     extra = standin_path()
     if extra:
         parts = [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -61,6 +65,16 @@ def cpu_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
             parts.append(extra)
         env["PYTHONPATH"] = os.pathsep.join(parts)
     return env
+
+
+def split_cores(ranks: int) -> str:
+    """`a-b|c-d|...`: the cores this process may use, cut into `ranks` contiguous groups."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if len(cores) < ranks:
+        raise ValueError(f"{ranks} SGLang ranks need at least {ranks} CPU cores; this process may use {len(cores)}")
+    per = len(cores) // ranks
+    groups = [cores[i * per:(i + 1) * per] for i in range(ranks)]
+    return "|".join(f"{g[0]}-{g[-1]}" if len(g) > 1 else str(g[0]) for g in groups)
 
 
 def activate_cpu() -> Dict[str, str]:

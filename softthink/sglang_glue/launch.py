@@ -159,7 +159,7 @@ class LaunchOptions:
         if self.device == "cpu":
             from softthink.sglang_glue.cpu import cpu_env
 
-            env.update(cpu_env())
+            env.update(cpu_env(ranks=self.tp_size * self.dp_size))
         if self.max_rows:
             env["SOFTTHINK_SGLANG_MAX_ROWS"] = str(self.max_rows)
         if self.driver == "A":

@@ -148,14 +148,26 @@ def admit(p: Optional[Dict], req, tables=None) -> Optional["D.RequestSpec"]:
 
 
 def reject(req, err) -> None:
+    """Finish `req` with `err` as its own result (finish reason `abort` with the message). No HTTP status code:
+    SGLang then returns the other requests of a batch normally instead of failing the whole call."""
     msg = str(err) if isinstance(err, D.PluginRequestError) else f"softthink plugin error: {type(err).__name__}: {err}"
     logger.error("softthink: request %s refused: %s", getattr(req, "rid", "?"), msg)
+    if req is None:
+        return
+    try:
+        from sglang.srt.managers.schedule_batch import FINISH_ABORT
+
+        # set_finish_with_abort would also replace origin_input_ids, wrong for a request already running
+        req.to_finish = FINISH_ABORT(msg, None, "SoftThinkingRequestError")
+        return
+    except ImportError:  # the CPU harness's stand-ins
+        pass
+    except (AttributeError, ReferenceError, TypeError):
+        logger.exception("softthink: could not abort request %s", getattr(req, "rid", "?"))
+        return
     fn = getattr(req, "set_finish_with_abort", None)
     if fn is not None:
-        try:
-            fn(msg)
-        except Exception:  # noqa: BLE001
-            logger.exception("softthink: could not abort request %s", getattr(req, "rid", "?"))
+        fn(msg)
 
 
 # n > 1: SGLang expands a request into n copies with fresh rids and identical parameters; each copy gets its own

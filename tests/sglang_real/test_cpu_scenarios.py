@@ -40,6 +40,11 @@ def _raw(reqs: list, prompts_: list) -> dict:
             "custom_logit_processor": [r.get("custom_logit_processor") for r in reqs]}
 
 
+def _single(raw: dict) -> dict:
+    """One request, not a batch of one (SGLang refuses a list of processors with n > 1)."""
+    return {k: v[0] for k, v in raw.items()}
+
+
 # ------------------------------------------------------------------------------ radix + max running + chunked
 def _long_items():
     qs = [LONG_QUESTION] + QUESTIONS + QUESTIONS[:1]  # 6 requests for max_running_requests=2
@@ -87,8 +92,8 @@ def test_radix_cache_served_plain_prefixes_and_kept_soft_ones_out():
 def tiny_pool_engine():
     its = [{"prompt": p, "config": dict(CONFIGS[name], max_new_tokens=96), "uid": 300 + i}
            for i, (p, name) in enumerate(zip(prompts(QUESTIONS * 2), ["soft", "cot_greedy"] * 4))]
-    return its, run_jobs(MODEL, [{"name": "tiny", "items": its}], driver="A", max_total_tokens=520,
-                         max_running_requests=8)
+    return its, run_jobs(MODEL, [{"name": "tiny", "items": its}], driver="A", max_total_tokens=360,
+                         max_running_requests=8, extra={"schedule_conservativeness": 0.05})
 
 
 def test_retraction_replays_hard_and_leaves_others_exact():
@@ -118,7 +123,7 @@ def raw_engine():
     p = prompts(QUESTIONS)
     good = [_request(CONFIGS["soft"], i) for i in range(2)]
     jobs = [
-        {"name": "n2", "raw": dict(_raw([_request(NOISY, 40, n=2)], p[:1]))},
+        {"name": "n2", "raw": _single(_raw([_request(NOISY, 40, n=2)], p[:1]))},
         {"name": "grammar_mix", "raw": _raw(
             [_request(CONFIGS["soft"], 0), _request(CONFIGS["soft_cold_stop"], 1),
              {"sampling_params": {"max_new_tokens": 8, "temperature": 0, "regex": "(yes|no)"}},
@@ -159,10 +164,8 @@ def test_delayed_sampling_with_a_grammar_request_in_the_batch():
     names = ["soft", "soft_cold_stop", None, "soft_budget"]
     soft_items = [{"prompt": p, "config": CONFIGS[n], "uid": i}
                   for i, (p, n) in enumerate(zip(prompts(QUESTIONS), names)) if n]
-    soft_outs = [{"token_ids": o["output_ids"], "finish_reason": _fr(o), "think_end_step": _tes(o, it)}
-                 for o, n, it in zip(outs, names, [None] * 4) if n]
-    for it, o in zip(soft_items, soft_outs):
-        o["think_end_step"] = _tes(o, it)
+    soft_outs = [{"token_ids": o["output_ids"], "finish_reason": _fr(o), "think_end_step": _tes(o["output_ids"])}
+                 for o, n in zip(outs, names) if n]
     assert_same(soft_items, soft_outs, "delayed-sampling")
     text = hf().tokenizer.decode(outs[2]["output_ids"], skip_special_tokens=True)
     assert text in ("yes", "no"), text
@@ -174,7 +177,7 @@ def test_bad_requests_fail_alone_and_the_engine_keeps_serving():
     outs = res["results"]["bad_mix"]
     assert _fr(outs[0]) != "abort"
     assert_same(items("soft")[:1], [{"token_ids": outs[0]["output_ids"], "finish_reason": _fr(outs[0]),
-                                     "think_end_step": _tes({"token_ids": outs[0]["output_ids"]}, None)}], "good")
+                                     "think_end_step": _tes(outs[0]["output_ids"])}], "good")
     expect = ["exceeds the server's SOFTTHINK_SGLANG_KMAX", "SOFTTHINK_SGLANG_MARKER_MAX", "think.max_topk",
               "frequency_penalty"]
     for o, words in zip(outs[1:], expect):
@@ -191,10 +194,10 @@ def _fr(o):
     return _finish_reason(o["meta_info"], _tok_ids()[1])
 
 
-def _tes(o, it):
+def _tes(ids):
     from softthink.sglang_glue.launch import think_stats
 
-    return think_stats(o["token_ids"], _tok_ids()[0], True)[0]
+    return think_stats(ids, _tok_ids()[0], True)[0]
 
 
 # ------------------------------------------------------------------------------ data parallel
