@@ -159,6 +159,11 @@ _GPQA_CORRECT = [
     ("gpqa_trailing_paren", "Comparing the remaining candidates, the best match is ({x})."),
     ("gpqa_bold", "**Answer: {x}**"),
     ("gpqa_option_is", "The correct option is **{x}**."),
+    ("gpqa_correct_option_colon", "Correct option: {x}"),
+    ("gpqa_choose", "Weighing both effects, I choose {x}."),
+    ("gpqa_correct_is", "Therefore, ({x}) is the correct answer."),
+    ("gpqa_option_correct", "Option {x} is correct."),
+    ("gpqa_letter_line", "After weighing everything:\n\n**{x}**"),
 ]
 _GPQA_HEDGES = [
     "Answer: {x} or {y}",
@@ -167,6 +172,7 @@ _GPQA_HEDGES = [
     "The answer is ({x}) or ({y}).",
     "Answer: {x}/{y}",
     '"answer": "{x} and {y}"',
+    "I choose {x} or {y}.",
 ]
 
 

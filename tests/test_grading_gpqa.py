@@ -36,7 +36,8 @@ SUITE_CASES = [
     ("Answer: A </think> hmm Answer: B </think>\nAnswer: C", "C", "answer_colon"),
     # a trailing parenthesised letter ends the answer section
     (T + "Comparing the remaining candidates, the best match is (C).", "C", "trailing_paren"),
-    (T + "So I pick **(B)**", "B", "trailing_paren"),
+    (T + "So I pick **(B)**", "B", "choose"),
+    (T + "After all that, the best match is **(B)**", "B", "trailing_paren"),
     (T + "(B) is tempting, but (A) and (D) fail; it must be (C)", "C", "trailing_paren"),
     # stray capitals are never matched
     (T + "A careful look at B and C shows nothing. I cannot decide.", None, "none"),
