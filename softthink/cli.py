@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+
+from softthink.config import ConfigError
 
 # modules that contribute sub-commands (each defines add_commands(subparsers))
 COMMAND_MODULES = ["softthink.runs", "softthink.data", "softthink.profiles", "softthink.sglang_glue.launch"]
@@ -25,9 +28,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errors that mean "bad input" (a config problem, a missing or misplaced file): every command answers them with one
+#: line on stderr and exit status 2; anything else is a bug and keeps its traceback
+USER_ERRORS = (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: set to 1 to get the traceback of a user error too (debugging)
+TRACEBACK_ENV = "SOFTTHINK_TRACEBACK"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {user_error_message(e)}", file=sys.stderr)
+        return 2
+
+
+def user_error_message(e: BaseException) -> str:
+    """One line naming the problem: the exception's message with its line breaks folded."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -48,18 +69,21 @@ def _add_generate(sub) -> None:
 
 
 def _cmd_generate(args) -> int:
-    from softthink.config import ConfigError, GenerationConfig, _set_dotted, load_yaml, parse_override
+    from softthink.config import GenerationConfig, _set_dotted, load_yaml, parse_override
 
-    data = load_yaml(args.config)
-    unknown = [k for k in data if k not in GENERATE_FILE_KEYS]
-    if unknown:
-        raise ConfigError(f"{args.config}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(GENERATE_FILE_KEYS)}"
-                          " (generation settings go under `generation:`)")
-    gen_data = data.get("generation") or {}
-    for item in args.set:
-        key, value = parse_override(item)
-        _set_dotted(gen_data, key, value)
-    cfg = GenerationConfig.from_dict(gen_data)  # validated before the model loads
+    data = load_yaml(args.config)  # its errors name the file
+    try:  # validated before the model loads; main() reports a ConfigError as one line
+        unknown = [k for k in data if k not in GENERATE_FILE_KEYS]
+        if unknown:
+            raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed: {', '.join(GENERATE_FILE_KEYS)}"
+                              " (generation settings go under `generation:`)")
+        gen_data = data.get("generation") or {}
+        for item in args.set:
+            key, value = parse_override(item)
+            _set_dotted(gen_data, key, value)
+        cfg = GenerationConfig.from_dict(gen_data)
+    except ConfigError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
     questions = args.prompt or data.get("prompts") or []
     if not questions or not all(isinstance(q, str) for q in questions):
         raise ConfigError("prompts: give --prompt TEXT or a `prompts:` list of strings in the config file")

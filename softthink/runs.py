@@ -1179,9 +1179,8 @@ def format_table(df) -> str:
 def _cmd_run(args) -> int:
     try:
         spec = RunSpec.from_yaml(args.config, args.set or [])
-    except ConfigError as e:  # reported before anything loads
-        print(f"error: {args.config}: {e}", file=sys.stderr)
-        return 2
+    except ConfigError as e:  # reported before anything loads, as one line with exit 2 (softthink.cli.main)
+        raise ConfigError(f"{args.config}: {e}") from None
     rd = generate_run(spec, progress=not args.quiet, runs_dir=args.runs_dir)
     print(f"samples: {rd.samples_path}")
     if args.no_grade:
