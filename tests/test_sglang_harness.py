@@ -581,15 +581,18 @@ def test_row_reuse_after_mid_think_finish_does_not_leak(qwen):
 
 def test_force_logits_and_processor_contract():
     logits = torch.randn(3, 11)
-    out = D.force_logits(logits, torch.tensor([4, 0, 7]), torch.tensor([True, False, True]))
+    out = D.force_logits(logits.clone(), torch.tensor([4, 0, 7]), torch.tensor([True, False, True]))
     assert out.shape == logits.shape and out.dtype == logits.dtype
-    assert int(out[0].argmax()) == 4 and torch.isinf(out[0]).sum() == 10
-    assert torch.equal(out[1], logits[1])
+    assert int(out[0].argmax()) == 4 and torch.isinf(out[0]).sum() == 10 and float(out[0, 4]) == 0.0
+    assert int(out[2].argmax()) == 7 and torch.isinf(out[2]).sum() == 10
+    assert torch.equal(out[1], logits[1])  # a row left to the native sampler is untouched, its token included
     s = SoftThinkingLogitProcessor.to_str()
     assert len(s) < 400 and isinstance(SoftThinkingLogitProcessor.from_str(s), SoftThinkingLogitProcessor)
 
 
 def test_tables_mix_graph_rules():
+    from softthink import core
+
     """Mixing reads row 0 for padding, keeps inactive rows bit-identical to the plain lookup, and the extend
     reset only touches the listed rows."""
     tb = T.SoftStateTables(5, 4)
@@ -597,10 +600,12 @@ def test_tables_mix_graph_rules():
     tb.active[2] = True
     tb.ids[2] = torch.tensor([3, 5, 7, 9])
     tb.w[2] = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    tb.note_width(2)  # eager decode mixes only the admitted width: the tail is cut off here
+    cut = tb.mix(E, torch.tensor([2]), torch.tensor([6]))
+    assert torch.equal(cut[0], core.mix_embeddings(E, tb.ids[2:3, :2], tb.w[2:3, :2])[0])
+    tb.note_width(4)  # as the driver does when it admits a request of concept width 4
     emb = tb.mix(E, torch.tensor([1, 2, 0]), torch.tensor([4, 6, 0]))
     assert torch.equal(emb[0], E[4]) and torch.equal(emb[2], E[0])
-    from softthink import core
-
     assert torch.equal(emb[1], core.mix_embeddings(E, tb.ids[2:3], tb.w[2:3])[0])
     tb.reset_rows(torch.tensor([2]))
     assert not tb.active[2] and tb.fresh[2] and not tb.fresh[1]

@@ -222,6 +222,7 @@ def driver_step(
         check_widths(s, tables, vocab)
         m = len(s.marker)
         width, cwidth = s.widths(vocab)
+        tables.note_width(cwidth)  # before the row's first decode mix reads its concept
         dirichlet = s.cfg.noise.kind == "dirichlet"
         groups.setdefault((m, width, cwidth, dirichlet), []).append(i)
     if not groups:
@@ -331,10 +332,13 @@ def _merge_outs(parts: Dict[tuple, core.StepOut], n: int, device) -> Optional[co
 
 def force_logits(logits: torch.Tensor, token: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
     """−inf everywhere except `token` on the forced rows (every SGLang sampling path then returns `token`,
-    whatever the temperature/top-k/top-p/min-p); other rows unchanged. Same shape and dtype as `logits`."""
-    forced = torch.full_like(logits, float("-inf"))
-    forced.scatter_(1, token[:, None].to(torch.int64), 0.0)
-    return torch.where(force[:, None], forced, logits)
+    whatever the temperature/top-k/top-p/min-p); other rows unchanged. In place, one pass over the vocabulary
+    (SGLang hands the processor its own copy of the rows and copies the result back)."""
+    tok = token[:, None].to(torch.int64)
+    kept = logits.gather(1, tok)
+    logits.masked_fill_(force[:, None], float("-inf"))
+    logits.scatter_(1, tok, torch.where(force[:, None], torch.zeros_like(kept), kept))
+    return logits
 
 
 def marker_in(ids: Sequence[int], marker: Sequence[int]) -> bool:

@@ -80,6 +80,9 @@ class SoftStateTables:
         self.marker_max = int(marker_max)
         self.mix_dtype = mix_dtype
         self.vocab: Optional[int] = None  # the model's vocabulary size (set by the model class; admission checks)
+        # widest concept admitted so far: eager decode mixes only these columns (the rest hold zero weights);
+        # a CUDA-graph capture always takes all kmax (a graph cannot grow later), see `mix_width`
+        self.k_used = 1
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         tails = {"": (), "K": (self.kmax,), "M": (self.marker_max,)}
         self._fields: Dict[str, torch.Tensor] = {}
@@ -108,6 +111,16 @@ class SoftStateTables:
     def clear(self) -> None:
         for name, (_, _, fill) in FIELDS.items():
             self._fields[name].fill_(fill)
+
+    def note_width(self, k: int) -> None:
+        """Host side, at admission: a request with concept width `k` is coming."""
+        self.k_used = min(self.kmax, max(self.k_used, int(k)))
+
+    def mix_width(self) -> int:
+        """Columns the decode mix reads: the admitted maximum when eager, kmax inside a CUDA-graph capture."""
+        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return self.kmax
+        return self.k_used
 
     # ------------------------------------------------------------------ model side (graph-safe)
     def reset_rows(self, r: torch.Tensor) -> None:
@@ -139,9 +152,9 @@ class SoftStateTables:
         graph batch (padding rows point at row 0, which is never active). Graph-safe: no host sync, fixed shapes.
         `scale` applies a model-specific embedding scale to both branches exactly like the parent does to ids."""
         r = r.to(torch.int64)
-        B = input_ids.shape[0]
-        ids = self.ids.index_select(0, r)  # [B, K]
-        w = self.w.index_select(0, r)  # [B, K]
+        B, k = input_ids.shape[0], self.mix_width()
+        ids = self.ids[:, :k].index_select(0, r)  # [B, k]
+        w = self.w[:, :k].index_select(0, r)  # [B, k]
         weight = embed if isinstance(embed, torch.Tensor) else None
         if weight is None and int(getattr(embed, "tp_size", 1) or 1) == 1 and getattr(embed, "weight", None) is not None:
             weight = embed.weight  # unsharded (padded) matrix: index it directly, like the reference engine
@@ -150,7 +163,7 @@ class SoftStateTables:
             mixed = mix_embeddings(weight, ids, w, self.mix_dtype)
         else:  # vocabulary-sharded (TP): the public form, K lookups through the module (masked gather + all-reduce)
             plain = embed(input_ids)
-            rows = embed(ids.reshape(-1)).view(B, self.kmax, -1)  # [B, K, D]
+            rows = embed(ids.reshape(-1)).view(B, k, -1)  # [B, k, D]
             mixed = mix_rows(rows, w, self.mix_dtype)
         if scale is not None:
             plain = plain * scale
@@ -170,11 +183,11 @@ class SoftStateTables:
         collective volume as the stock decode lookup. Inactive rows all-reduce exactly the stock partials, so they
         stay bit-identical to the stock path; soft rows differ from the single-GPU sum only in summation order."""
         r = r.to(torch.int64)
-        B = input_ids.shape[0]
-        ids = self.ids.index_select(0, r)
-        w = self.w.index_select(0, r)
+        B, k = input_ids.shape[0], self.mix_width()
+        ids = self.ids[:, :k].index_select(0, r)
+        w = self.w[:, :k].index_select(0, r)
         plain = local_lookup(input_ids)
-        rows = local_lookup(ids.reshape(-1)).view(B, self.kmax, -1)
+        rows = local_lookup(ids.reshape(-1)).view(B, k, -1)
         mixed = mix_rows(rows, w, self.mix_dtype)
         act = self.active.index_select(0, r).unsqueeze(-1)
         return all_reduce(torch.where(act, mixed.to(plain.dtype), plain))
