@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Tables — cached runs → Tables 1 (math), 2 (code), 3 (ablation), and every method compared
 #
-# Our numbers beside the published ones (PAPER.md, v1) with the difference, in the paper's shape; written as Markdown,
+# Our numbers beside the published ones (docs/design/paper.md, v1) with the difference, in the paper's shape; written as Markdown,
 # CSV and LaTeX to `out_dir`; then the extended comparison of every method (accuracy, Len-Correct, Len-All,
 # pass@k where n > 1; key parameters in the row label) as `comparison.{md,csv,tex}`. Reads cached results only
 # (no model). Logic: `softthink.tables`.

@@ -1,7 +1,7 @@
 """Chat rendering: one user turn through the model's chat template, with the thinking block opened.
 
 QwQ-32B, the DeepSeek-R1 distills and Qwen3 templates end the generation prompt inside an open `<think>` block;
-models whose template does not (the bundled SmolLM2) get an explicit opening appended (EVALUATION.md §2.1).
+models whose template does not (the bundled SmolLM2) get an explicit opening appended (docs/design/evaluation.md §2.1).
 """
 from __future__ import annotations
 

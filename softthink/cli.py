@@ -2,7 +2,7 @@
 
 Each command lives next to the code it drives; this file only wires argparse. A module that adds commands
 exposes `add_commands(subparsers)`; every module listed here imports without torch, so `python -m softthink grade`
-runs in a process that never imported torch or CUDA (EVALUATION.md principle 1).
+runs in a process that never imported torch or CUDA (docs/design/evaluation.md principle 1).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """GenerationConfig: every knob of one generation run, validated before any model loads.
 
-Keys follow ALGORITHM.md §8 (`think.temperature`, `cold_stop.threshold`, ...). A config names a preset
+Keys follow docs/design/algorithm.md §8 (`think.temperature`, `cold_stop.threshold`, ...). A config names a preset
 (`corrected` by default, `as_published`, `official_head`); the preset fills the switches the user did not set,
 and `to_dict()` returns the fully resolved values, which is what runs record and hash.
 """
@@ -224,7 +224,7 @@ SECTIONS: dict[str, type] = {
     "avg_embedding": AvgEmbedding,
 }
 
-# ALGORITHM.md §8 presets: switch values that differ between the paper-era code, official HEAD and our defaults.
+# docs/design/algorithm.md §8 presets: switch values that differ between the paper-era code, official HEAD and our defaults.
 PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "as_published": {
         "answer": {"mode": "greedy_argmax", "temperature_source": "thinking"},
@@ -343,13 +343,13 @@ class GenerationConfig:
         if self.is_soft and self.think.temperature <= 0.0:
             raise ConfigError(
                 f"think.temperature: {self.think.temperature} is not allowed for method {self.method!r}; soft "
-                "thinking needs T > 0 (T = 0 crashes the official engine, ALGORITHM.md S1). Use method 'cot_greedy' "
+                "thinking needs T > 0 (T = 0 crashes the official engine, docs/design/algorithm.md S1). Use method 'cot_greedy' "
                 "for greedy decoding."
             )
         if self.noise.kind == "dirichlet" and self.noise.dirichlet_support == "official_full":
             raise ConfigError(
                 "noise.dirichlet_support: 'official_full' is the official Gamma over the full vocabulary, which raises "
-                "on zero concentrations (ALGORITHM.md B3); use 'support'"
+                "on zero concentrations (docs/design/algorithm.md B3); use 'support'"
             )
 
 

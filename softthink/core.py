@@ -1,10 +1,10 @@
-"""The per-step soft-thinking math, written once (ALGORITHM.md §2-§5). Both engines call `step()`.
+"""The per-step soft-thinking math, written once (docs/design/algorithm.md §2-§5). Both engines call `step()`.
 
 Pure torch, batched over rows, no host synchronisation and no data-dependent shapes, so the same code runs in
 the transformers engine, inside the SGLang driver and under CUDA graphs. Every per-row knob is a tensor (`Params`),
 so rows of one batch may carry different settings.
 
-One THINK step for a row, given fp32 logits z (ALGORITHM.md S1-S10):
+One THINK step for a row, given fp32 logits z (docs/design/algorithm.md S1-S10):
 
     p   = softmax(z / T)                                   S1
     H   = -sum_v p_v ln max(p_v, 1e-12)                    S2   (full vocabulary, before filtering)
@@ -65,7 +65,7 @@ class Params:
     dirichlet_alpha: torch.Tensor
     seed: torch.Tensor  # int64
     marker: torch.Tensor  # [B, m] ids of the think-end string
-    # method parameters (ALGORITHM.md §9)
+    # method parameters (docs/design/algorithm.md §9)
     moi_beta: torch.Tensor
     moi_k: torch.Tensor  # candidates K_m of the MoI mixture
     router_threshold: torch.Tensor
@@ -88,7 +88,7 @@ class Params:
         # methods whose visible token is sampled in every phase with the thinking parameters (no answer section)
         discrete = not cfg.is_soft or cfg.method in ("moi", "swir")
         greedy_discrete = cfg.method == "cot_greedy" or (discrete and t.temperature < THINK_EPS_T)
-        # answer temperature (ALGORITHM.md §3, B2): with source "thinking" the answer reuses the thinking T,
+        # answer temperature (docs/design/algorithm.md §3, B2): with source "thinking" the answer reuses the thinking T,
         # except that T_a < 1e-6 means greedy.
         if a.temperature_source == "thinking":
             t_ans = 0.0 if a.temperature < THINK_EPS_T else t.temperature

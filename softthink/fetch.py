@@ -1,6 +1,6 @@
 """``make data``: download the benchmarks into ``./data`` for users without the shipped copies.
 
-Sources (EVALUATION.md §1, §4.4):
+Sources (docs/design/evaluation.md §1, §4.4):
 
 * ``--source hf`` (default): the Hugging Face hub datasets the official builder scripts used, converted to the
   shipped JSON layout (``{"prompt": [{"from": "user", "value": q}], "final_answer": a}``, ``indent=4``). Rebuilt

@@ -1,6 +1,6 @@
 """Rule grading: ``grade(dataset, item, completion) -> Grade`` and the pooled batch API ``grade_many``.
 
-Math (EVALUATION.md §2.3/§2.4), gold configs per dataset: ``Expr`` gold for aime2024/aime2025/gsm8k,
+Math (docs/design/evaluation.md §2.3/§2.4), gold configs per dataset: ``Expr`` gold for aime2024/aime2025/gsm8k,
 ``$gold$`` + LaTeX gold for math500/amc23; always ``verify(gold, pred)`` (the function is asymmetric).
 
 * ``suite`` (default): answer section = text after the LAST ``</think>`` (absent: flag ``no_think_end``, use the
@@ -401,7 +401,7 @@ class MathGradePool:
 
         context = context or default_context()
         if context == "fork":
-            raise ValueError("fork is not allowed for grading pools (EVALUATION.md §2.4); use forkserver or spawn")
+            raise ValueError("fork is not allowed for grading pools (docs/design/evaluation.md §2.4); use forkserver or spawn")
         ctx = multiprocessing.get_context(context)
         if context == "forkserver":
             # takes effect only if this process has not started its fork server yet

@@ -1,4 +1,4 @@
-"""Optional LLM judge, suite policy of EVALUATION.md §7.
+"""Optional LLM judge, suite policy of docs/design/evaluation.md §7.
 
 * Off by default; never the headline number. Its verdicts feed a separate column ``acc_judge`` = rule OR judge,
   labelled ``<model>/<prompt version>`` (:meth:`Judge.label`).

@@ -1,4 +1,4 @@
-"""Metrics over graded samples (EVALUATION.md §5). Pure functions over numpy / pandas.
+"""Metrics over graded samples (docs/design/evaluation.md §5). Pure functions over numpy / pandas.
 
 Notation: item ``i`` has ``n_i`` samples ``j``; sample ``j`` has a rule score ``s_ij ∈ {0, 1}`` (a sample the grader
 could not grade, ``correct is None``, scores 0 and is counted as ungraded: nothing is dropped) and a length ``ℓ_ij``.
@@ -30,7 +30,7 @@ Definitions (all means unweighted):
   ``no_answer`` or ``no_code``.
 * uncertainty: bootstrap over items (default 1000 resamples, seeded ``numpy.random.default_rng(seed)``): sample std
   (ddof = 1) and the 2.5 / 97.5 percentiles (95 % CI) of pass@1, Len-All and Len-Correct.
-* ``acc_judge`` (only when judge verdicts exist, EVALUATION.md §7): per sample ``rule OR judge``, then the same
+* ``acc_judge`` (only when judge verdicts exist, docs/design/evaluation.md §7): per sample ``rule OR judge``, then the same
   pass@1 aggregation. Judge failures count as not-judged-correct and are counted.
 """
 from __future__ import annotations

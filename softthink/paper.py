@@ -1,6 +1,6 @@
-"""Published numbers of Soft Thinking (arXiv 2505.15778 v1) as data, and the consistency oracles of PAPER.md §6.
+"""Published numbers of Soft Thinking (arXiv 2505.15778 v1) as data, and the consistency oracles of docs/design/paper.md §6.
 
-Everything here is *published*, never reproduced. Source: /work/shared/design/PAPER.md §1-§6 (Tables 1-3, Figure 1).
+Everything here is *published*, never reproduced. Source: docs/design/paper.md §1-§6 (Tables 1-3, Figure 1).
 Accuracy = pass@1 in %, lengths = Len-Correct in tokens (Table 3 also has Len-All).
 
 The tables code reads `published_cells()` / `published_averages()` / `published_table3()`; the tests check that the
@@ -26,7 +26,7 @@ MODEL_IDS = {  # display name -> Hugging Face id
 MODEL_SHORT = {"QwQ-32B": "QwQ-32B", "DeepSeek-R1-Distill-Qwen-32B": "DS-R1-Qwen-32B",
                "DeepSeek-R1-Distill-Llama-70B": "DS-R1-Llama-70B"}
 
-# table row keys (ALGORITHM.md §9 method names; `soft_no_cold_stop` = soft with τ = 0)
+# table row keys (docs/design/algorithm.md §9 method names; `soft_no_cold_stop` = soft with τ = 0)
 METHODS_MAIN = ["cot_sample", "cot_greedy", "soft"]
 METHODS_ABLATION = ["coconut_tf", "avg_embedding", "soft_no_cold_stop", "soft"]
 METHOD_LABELS = {
@@ -101,7 +101,7 @@ FIGURE1 = {
     _DL: {"math": (81.31, 82.42, 4486, 3683, 17.9), "code": (83.14, 83.84, 4472, 3741, 16.3)},
 }
 
-# Known exceptions of the oracles (PAPER.md §6), kept explicit so tests pin them.
+# Known exceptions of the oracles (docs/design/paper.md §6), kept explicit so tests pin them.
 DELTA_LEN_EXCEPTIONS = {("code", _DQ, "soft"), ("code", _DL, "cot_greedy")}  # printed truncated, not rounded
 NON_INTEGRAL_SINGLE_RUN = {  # single-run cells no k/N reproduces
     (_Q, "cot_greedy", "gsm8k"), (_DL, "cot_greedy", "math500"), (_DL, "cot_greedy", "gsm8k"),
@@ -153,7 +153,7 @@ def published_figure1() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- consistency oracles (PAPER.md §6) ----------------------------------------------------------------------------
+# --- consistency oracles (docs/design/paper.md §6) ----------------------------------------------------------------------------
 def matches_printed(exact: float, printed: float, dp: int) -> bool:
     """True when `printed` is `exact` rounded *or* truncated to `dp` decimals (the paper mixes both)."""
     q = 10 ** dp
@@ -179,7 +179,7 @@ class OracleResult:
 
 
 def check_consistency() -> list[OracleResult]:
-    """Run every oracle of PAPER.md §6 over the data above; each result says what was compared."""
+    """Run every oracle of docs/design/paper.md §6 over the data above; each result says what was compared."""
     out: list[OracleResult] = []
     for _table, domain, datasets, data in _tables():
         for (model, method), (accs, avg_acc, lens, avg_len, d_acc, d_len) in data.items():

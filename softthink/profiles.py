@@ -284,7 +284,7 @@ def build_notebooks(out_dir: Path | str = "build/notebooks", names: Iterable[str
 
 
 def check_notebook_source(name: str) -> list[str]:
-    """Conventions of EVALUATION.md §8: exactly one `parameters` cell, every parameter typed and commented,
+    """Conventions of docs/design/evaluation.md §8: exactly one `parameters` cell, every parameter typed and commented,
     a params-validation call right after it, a sidecar written through the library."""
     import jupytext
 
@@ -449,7 +449,7 @@ def execute_notebook(ipynb: Path, out: Path, parameters: dict[str, Any], timeout
 
 
 def attach_papermill(sidecar: Path, executed: Path) -> None:
-    """Copy `metadata.papermill` of an executed notebook into its sidecar (EVALUATION.md §8)."""
+    """Copy `metadata.papermill` of an executed notebook into its sidecar (docs/design/evaluation.md §8)."""
     if not executed.exists():
         return
     try:

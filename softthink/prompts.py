@@ -1,4 +1,4 @@
-"""The published prompts (official ``run_sglang_softthinking.py`` l. 131-174; EVALUATION.md §2.2) and GPQA option order.
+"""The published prompts (official ``run_sglang_softthinking.py`` l. 131-174; docs/design/evaluation.md §2.2) and GPQA option order.
 
 Rules:
 

@@ -1,6 +1,6 @@
 """Notebook sidecars and the HTML report (`build/report/index.html`).
 
-* `write_sidecar(path, notebook, params, ...)`: what every notebook writes as `<output>.json` (EVALUATION.md §8):
+* `write_sidecar(path, notebook, params, ...)`: what every notebook writes as `<output>.json` (docs/design/evaluation.md §8):
   parameters and their hash, input run directories with their run keys, metrics, versions (git SHA, packages, GPU),
   timings. The pipeline adds the executed notebook's `metadata.papermill` afterwards (`profiles.attach_papermill`).
 * `preview_samples(run_dir, k)`: a few sample outputs for the generate notebook; **never** GPQA text (only lengths
@@ -187,7 +187,7 @@ def guard_file(path: Path, snippets: Sequence[str]) -> None:
     if leaks:
         path.unlink()
         raise RuntimeError(f"{path}: contains GPQA text ({len(leaks)} snippet(s), e.g. {leaks[0][:25]!r}…); removed. "
-                           "GPQA question text and completions must not be published (EVALUATION.md §3.2).")
+                           "GPQA question text and completions must not be published (docs/design/evaluation.md §3.2).")
 
 
 # ================================================================================================================
@@ -307,7 +307,7 @@ def build_report(profile: str = "demo", build_dir: str | os.PathLike = "build/de
              f"<h1>Soft Thinking (arXiv {paper.PAPER['arxiv']}) — reproduction report, profile "
              f"<code>{html.escape(profile)}</code></h1>",
              f"<p>Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; git "
-             f"<code>{html.escape(str(git_sha()))}</code>. Published numbers: PAPER.md (v1 tables, "
+             f"<code>{html.escape(str(git_sha()))}</code>. Published numbers: docs/design/paper.md (v1 tables, "
              f"{html.escape(paper.PAPER['tables_checked'])}). Accuracy = pass@1 (%) with the rule grader "
              "(suite mode) unless a table says otherwise; lengths = generated tokens (Len-Correct in Tables 1/2).</p>",
              "<p class='note'>Small profiles (demo, methods, ci) use tiny models on a few items per benchmark: their numbers "
@@ -315,7 +315,7 @@ def build_report(profile: str = "demo", build_dir: str | os.PathLike = "build/de
              "<h2>Pipeline</h2>", _steps_section(build_dir), "<h2>Tables</h2>"]
     oracles = paper.check_consistency()
     bad = [o for o in oracles if not o.ok]
-    parts.append(f"<p>Consistency oracles of the published numbers (PAPER.md §6): {len(oracles) - len(bad)}/"
+    parts.append(f"<p>Consistency oracles of the published numbers (docs/design/paper.md §6): {len(oracles) - len(bad)}/"
                  f"{len(oracles)} hold.</p>")
     for name in ("table1", "table2", "table3", "comparison"):
         md = figures_dir / f"{name}.md"

@@ -1,4 +1,4 @@
-"""Results store: run directories, resumable ``samples.jsonl``, grades, ``summary.json`` (EVALUATION.md §6).
+"""Results store: run directories, resumable ``samples.jsonl``, grades, ``summary.json`` (docs/design/evaluation.md §6).
 
 A **run** is one (model, dataset slice, n, generation config) cell. It lives in ``<root>/<slug>-<hash12>`` where
 ``root`` is the spec's ``runs_dir``, else ``$SOFTTHINK_RUNS_DIR``, else ``./runs``; ``slug`` is
@@ -35,7 +35,7 @@ make a resumed run equal to an uninterrupted one on the same machine (with ``noi
 on batch order and a resumed batch replays it from its start, which is also equal). An exclusive ``flock`` on
 ``<run>/.lock`` keeps two generators off the same run.
 
-Grading always runs in a separate process (EVALUATION.md principle 1): :func:`grade_run` spawns
+Grading always runs in a separate process (docs/design/evaluation.md principle 1): :func:`grade_run` spawns
 ``python -m softthink grade RUN_DIR``.
 
 Run spec (YAML; every key is validated before anything loads, an unknown key is one error naming it)::
@@ -51,8 +51,8 @@ Run spec (YAML; every key is validated before anything loads, an unknown key is 
     engine: hf                      # hf | sglang
     batch_size: null                # overrides generation.batch_size
     runs_dir: null                  # else $SOFTTHINK_RUNS_DIR, else ./runs
-    gpqa_options: official_fixed    # official_fixed | per_sample (GPQA option order, EVALUATION.md §3.2)
-    generation:                     # GenerationConfig keys (ALGORITHM.md §8), nested or dotted
+    gpqa_options: official_fixed    # official_fixed | per_sample (GPQA option order, docs/design/evaluation.md §3.2)
+    generation:                     # GenerationConfig keys (docs/design/algorithm.md §8), nested or dotted
       method: soft
       preset: corrected
       max_new_tokens: 32768
@@ -264,7 +264,7 @@ def _opt_int(key: str, v: Any, lo: int = 0) -> int | None:
 
 @dataclass
 class JudgeSpec:
-    """LLM judge settings (EVALUATION.md §7); the API key is read from the environment variable ``api_key_env``."""
+    """LLM judge settings (docs/design/evaluation.md §7); the API key is read from the environment variable ``api_key_env``."""
 
     enabled: bool = False
     model: str = "gpt-4.1-2025-04-14"
@@ -295,7 +295,7 @@ class JudgeSpec:
             raise ConfigError(f"grader.judge.enabled: expected true or false, got {d['enabled']!r}")
         if "model" in d and not re.search(r"\d{4}-\d{2}-\d{2}", str(d["model"])):
             raise ConfigError(f"grader.judge.model: {d['model']!r} is not a pinned, dated model id "
-                              "(e.g. gpt-4.1-2025-04-14); EVALUATION.md §7")
+                              "(e.g. gpt-4.1-2025-04-14); docs/design/evaluation.md §7")
         mr = d.get("max_retries", 3)
         if isinstance(mr, bool) or not isinstance(mr, int) or not 0 <= mr <= 10:
             raise ConfigError(f"grader.judge.max_retries: expected an integer in [0, 10], got {mr!r}")
@@ -1076,7 +1076,7 @@ def write_summary(rd: RunDir) -> dict[str, Any]:
 
 
 def _settings(gen: dict[str, Any]) -> dict[str, Any]:
-    """The generation settings shown with every number (EVALUATION.md §5 reporting rules)."""
+    """The generation settings shown with every number (docs/design/evaluation.md §5 reporting rules)."""
     t, a, cs, nz = (gen.get(k, {}) for k in ("think", "answer", "cold_stop", "noise"))
     return {
         "method": gen.get("method"), "preset": gen.get("preset"), "T": t.get("temperature"), "top_p": t.get("top_p"),
@@ -1093,7 +1093,7 @@ def summarize_runs(dirs: Iterable[str | os.PathLike], baseline: str | None = Non
     Units: accuracies in **percent** (``pass@1``, its bootstrap ``pass@1_std`` and ``pass@1_ci95_lo/hi`` in points,
     ``pass@k``, ``maj@n``, ``acc_judge``), rates in percent (columns ending in ``%``), lengths in tokens.
     (``summary.json`` and :func:`softthink.metrics.summarize` keep fractions.) Every row carries the settings of
-    EVALUATION.md §5's reporting rule (n, T, top-p, top-k, min-p, max_new_tokens, soft-thinking switches, grader
+    docs/design/evaluation.md §5's reporting rule (n, T, top-p, top-k, min-p, max_new_tokens, soft-thinking switches, grader
     mode, judge label). A run without grades gives one row with its sample count and no metrics. ``baseline``: a run
     directory (path or name) whose ``len_correct`` / ``len_all`` the ``*_change%`` columns compare against (same
     dataset and grader).

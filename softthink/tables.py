@@ -8,7 +8,7 @@ Input is a *summary frame*: one row per run (model × method × dataset), as `ru
     variant   free label distinguishing several runs of one row ("" by default; e.g. "K=15", "corrected")
     dataset   benchmark name (softthink.data names)
     acc       pass@1 in % (unrounded)      acc_std  bootstrap std in points
-    len_correct, len_all                    tokens (EVALUATION.md §5)
+    len_correct, len_all                    tokens (docs/design/evaluation.md §5)
     n         samples per item              n_items  items graded      run_dir, grader_mode, aime2024_key
 
 Outputs (`write_tables`): `figures/table{1,2,3}.{md,csv,tex}`, and `figures/tables.json` (long format, for tests and
@@ -316,7 +316,7 @@ def to_markdown(tab: pd.DataFrame, title: str) -> str:
         cols = ["Model", "Method"] + [c for c in flat.columns if c.split(" ")[0] == prefix[metric]]
         sub = flat[cols].rename(columns=lambda c: c.split(" ", 1)[1] if c not in ("Model", "Method") else c)
         parts += [f"### {heads[metric]}", "", sub.to_markdown(index=False, disable_numparse=True), ""]
-    notes = ["pub = published (PAPER.md, arXiv 2505.15778 v1); ours = this suite (unrounded means, printed at 2 dp "
+    notes = ["pub = published (docs/design/paper.md, arXiv 2505.15778 v1); ours = this suite (unrounded means, printed at 2 dp "
              "/ integer tokens); diff = ours − pub. — = not available."]
     if any(c is False for c in tab.attrs.get("complete") or []):
         notes.append("* = our average covers only the datasets we have results for.")
@@ -655,7 +655,7 @@ def comparison_markdown(tab: pd.DataFrame, title: str = "Comparison of every met
         parts += [f"### {COMPARISON_HEADS[metric]}", "", sub.to_markdown(index=False, disable_numparse=True), ""]
     notes = ["Our runs only (no published numbers exist for most of these methods at this scale). Accuracy = pass@1 "
              "(mean over items of the fraction of correct samples); Len-Correct / Len-All = mean generated tokens of "
-             "correct / all samples (EVALUATION.md §5); pass@k = the unbiased estimator with k = n. Avg = unweighted "
+             "correct / all samples (docs/design/evaluation.md §5); pass@k = the unbiased estimator with k = n. Avg = unweighted "
              "mean over the benchmarks where the row has a value; * = not every benchmark. — = not available "
              "(Accuracy: ungraded, e.g. LiveCodeBench without tests; Len-Correct: no correct sample; pass@k: n = 1)."]
     items = tab.attrs.get("items") or []

@@ -34,7 +34,7 @@ def tiny_qwen():
 
 @pytest.fixture(scope="session", params=["tiny-random-llama", "tiny-random-qwen2"])
 def tiny64(request):
-    """Both tiny models in float64 (exact batch invariance, ALGORITHM.md §10.11)."""
+    """Both tiny models in float64 (exact batch invariance, docs/design/algorithm.md §10.11)."""
     return model_and_tokenizer(request.param, torch.float64)
 
 

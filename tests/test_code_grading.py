@@ -1,4 +1,4 @@
-"""HumanEval and MBPP graders on the shipped datasets (EVALUATION.md §4.3).
+"""HumanEval and MBPP graders on the shipped datasets (docs/design/evaluation.md §4.3).
 
 All 164 HumanEval canonical solutions and all 257 MBPP reference solutions must pass, in both grader modes;
 wrong and empty completions must not. MBPP reference solutions that the dataset itself gets wrong are listed in

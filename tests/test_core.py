@@ -1,4 +1,4 @@
-"""The per-step core against ALGORITHM.md §10, on synthetic logits."""
+"""The per-step core against docs/design/algorithm.md §10, on synthetic logits."""
 from __future__ import annotations
 
 import itertools

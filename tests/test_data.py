@@ -43,7 +43,7 @@ def test_item_fields_per_kind():
     assert he.items[0].id == "HumanEval/0"
     m = he.items[0].meta
     assert {"prompt", "test", "entry_point", "canonical_solution"} <= set(m)
-    assert m["prompt"] == he.items[0].question  # identical in both files for all 164 (EVALUATION.md §1)
+    assert m["prompt"] == he.items[0].question  # identical in both files for all 164 (docs/design/evaluation.md §1)
 
     mb = load_dataset("mbpp")
     assert mb.items[0].id == "11" and mb.items[0].meta["task_id"] == 11

@@ -1,4 +1,4 @@
-"""The transformers engine against ALGORITHM.md §10 on real forward passes (tiny models and smollm2-135m)."""
+"""The transformers engine against docs/design/algorithm.md §10 on real forward passes (tiny models and smollm2-135m)."""
 from __future__ import annotations
 
 import json

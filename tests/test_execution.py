@@ -1,4 +1,4 @@
-"""Sandbox, code extraction and LiveCodeBench graders (EVALUATION.md §4), on synthetic programs.
+"""Sandbox, code extraction and LiveCodeBench graders (docs/design/evaluation.md §4), on synthetic programs.
 
 The hostile-program suite runs programs that attack the machine or the grader; each must be graded not-passed
 (failed / runtime_error / timeout) and leave no trace: no stray processes, no files outside the working directory,

@@ -1,4 +1,4 @@
-"""GPQA letter extraction and grading (EVALUATION.md §3.1). Synthetic questions only: no GPQA text here."""
+"""GPQA letter extraction and grading (docs/design/evaluation.md §3.1). Synthetic questions only: no GPQA text here."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""LLM judge (EVALUATION.md §7) with an injected fake client: no network."""
+"""LLM judge (docs/design/evaluation.md §7) with an injected fake client: no network."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Each method's defining property (ALGORITHM.md §9, §10.17) on the tiny models, through the engine."""
+"""Each method's defining property (docs/design/algorithm.md §9, §10.17) on the tiny models, through the engine."""
 from __future__ import annotations
 
 import pytest

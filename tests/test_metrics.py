@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values (EVALUATION.md §5)."""
+"""Metrics against hand-computed values (docs/design/evaluation.md §5)."""
 from __future__ import annotations
 
 import itertools

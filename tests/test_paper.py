@@ -1,4 +1,4 @@
-"""Published numbers (softthink.paper) against the consistency oracles of PAPER.md §6."""
+"""Published numbers (softthink.paper) against the consistency oracles of docs/design/paper.md §6."""
 import math
 
 import pytest
@@ -21,7 +21,7 @@ def test_averages_recompute(table):
 
 
 def test_truncated_averages_are_the_documented_ones():
-    # PAPER.md §6: these print truncated, not rounded
+    # docs/design/paper.md §6: these print truncated, not rounded
     assert paper.matches_printed(83.845, 83.84, 2) and paper.matches_printed(4995.75, 4995, 0)
     assert paper.matches_printed(6471.75, 6472, 0) and paper.matches_printed(2899.67, 2900, 0)
     assert not paper.matches_printed(83.845, 83.86, 2)

@@ -4,7 +4,7 @@ through `grade_code_many`.
     python tests/bench/bench_grading_code.py [--dataset humaneval|mbpp] [--workers 2] [--repeat 3] [--mode suite]
 
 Prints programs/s per repeat and the median, with the sandbox isolation level and the machine load (timeouts and
-throughput both depend on how busy the machine is; EVALUATION.md §4.1).
+throughput both depend on how busy the machine is; docs/design/evaluation.md §4.1).
 """
 from __future__ import annotations
 
