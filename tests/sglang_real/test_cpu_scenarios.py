@@ -104,7 +104,8 @@ def tiny_pool_engine():
     reqs = [_request(it["config"], it["uid"], **({} if it["config"]["method"] == "soft"
                                                   else {"logit_bias": {str(eos): -100.0}})) for it in its]
     res = run_jobs(MODEL, [{"name": "tiny", "raw": _raw(reqs, [it["prompt"] for it in its])}], driver="A",
-                   max_total_tokens=300, max_running_requests=8, extra={"schedule_conservativeness": 0.05})
+                   max_total_tokens=300, max_running_requests=8, log_level="info",
+                   extra={"schedule_conservativeness": 0.05})
     return its, res
 
 
