@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: env test reproduce hello bench figures report sweep lab data test-sglang gpu-check clean
+.PHONY: env test reproduce hello bench bench-sglang figures report sweep lab data test-sglang gpu-check clean
 
 env: $(STAMP)
 
@@ -76,6 +76,12 @@ bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_grading_long.py
 	$(PYTHON) tests/bench/bench_grading_code.py
 	$(PYTHON) tests/bench/bench_grading_code.py --dataset mbpp
+	@if [ -x $(SGLANG_PY) ]; then $(MAKE) --no-print-directory bench-sglang; \
+	else echo "SGLang bench skipped: make bench-sglang builds .venv-sglang (~6 GB) and runs it"; fi
+
+# SGLang on the CPU: soft vs discrete decode throughput in one server (Driver A and B), host syncs per step
+bench-sglang: $(SGLANG_STAMP)
+	$(SGLANG_PY) tests/bench/bench_sglang.py
 
 # --- SGLang engine: its own environment (.venv-sglang): stock SGLang 0.5.23 without its CUDA kernels, plus the pure-
 # Python runtime dependencies. On this CPU it runs real forward passes (docs/sglang.md, "The CPU path"); test-sglang
@@ -86,7 +92,7 @@ SGLANG_STAMP := $(SGLANG_VENV)/.softthink-sglang-env
 SGLANG_PURE_DEPS := numpy orjson psutil pybase64 requests triton packaging pillow starlette msgspec pydantic pyzmq \
   tqdm IPython aiohttp transformers==5.19.0 apache-tvm-ffi==0.1.11 dill sentencepiece compressed-tensors gguf openai \
   partial_json_parser uvicorn fastapi einops setproctitle pyyaml pytest \
-  uvloop xxhash zstandard xgrammar==0.2.7 jsonschema soundfile==0.13.1 python-multipart
+  uvloop xxhash zstandard xgrammar==0.2.7 jsonschema soundfile==0.13.1 python-multipart nest_asyncio
 
 $(SGLANG_STAMP): pyproject.toml
 	@test -x $(SGLANG_PY) || $(PY) -m venv $(SGLANG_VENV)

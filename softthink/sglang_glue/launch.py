@@ -262,6 +262,23 @@ def think_stats(token_ids: Sequence[int], marker: Sequence[int], soft: bool):
     return None, len(ids)
 
 
+def _allow_nested_event_loop() -> None:
+    """SGLang's offline Engine drives its own asyncio loop with `run_until_complete`; inside a Jupyter kernel (the
+    notebooks, papermill) a loop is already running in this thread, so patch it to allow nesting."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # a plain script: nothing to do
+    try:
+        import nest_asyncio
+    except ImportError:
+        raise SGLangUnavailable("SGLangEngine inside a running event loop (Jupyter) needs nest_asyncio: "
+                                "pip install nest_asyncio (part of softthink[sglang])") from None
+    nest_asyncio.apply()
+
+
 class SGLangEngine:
     """Soft Thinking on SGLang behind the `GenerationConfig` / `Generation` API of `HFEngine`.
 
@@ -283,6 +300,7 @@ class SGLangEngine:
             from softthink.sglang_glue.plugin import register
 
             register(force="B")  # this process (the schedulers run it through the entry point)
+        _allow_nested_event_loop()
         import sglang as sgl
 
         self._engine = sgl.Engine(**self.options.server_kwargs())
