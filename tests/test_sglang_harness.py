@@ -1,4 +1,4 @@
-"""CPU simulation harness for the SGLang plugin (SGLANG.md §13), no SGLang needed.
+"""CPU simulation harness for the SGLang plugin (docs/design/sglang-plugin.md §13), no SGLang needed.
 
 The plugin's own pieces run exactly as SGLang drives them: the state tables (`tables.py`), the decode mixing of the
 model subclass (`SoftStateTables.mix` over the batch's `req_pool_indices`, padded with row 0 to a "captured" batch
@@ -560,7 +560,7 @@ def test_stop_strings_and_client_cancel_mid_think(qwen):
 
 
 def test_k1_equals_greedy(qwen):
-    """ALGORITHM §10.1 through the plugin: K = 1, no noise, no Cold Stop, greedy answers == CoT greedy."""
+    """docs/design/algorithm.md §10.1 through the plugin: K = 1, no noise, no Cold Stop, greedy answers == CoT greedy."""
     model, tok = qwen
     cfg = _soft_cfg(think={"max_topk": 1}, preset="as_published", max_new_tokens=20)
     sim, ref = _run(qwen, [cfg, cfg], seed=2)
@@ -774,7 +774,7 @@ def test_sglang_engine_generate_with_a_stand_in_engine(qwen):
 
 
 def test_tensor_parallel_mixing_emulation():
-    """ALGORITHM §10.13 for the TP path: shard-local gathers (out-of-shard rows zero) + one sum over ranks equals
+    """docs/design/algorithm.md §10.13 for the TP path: shard-local gathers (out-of-shard rows zero) + one sum over ranks equals
     the unsharded mix; inactive rows bit for bit, soft rows to rounding."""
     torch.manual_seed(0)
     V, Dm, tp = 40, 8, 3

@@ -1,4 +1,4 @@
-"""SGLang plugin for Soft Thinking (SGLANG.md).
+"""SGLang plugin for Soft Thinking (docs/design/sglang-plugin.md).
 
 Layout (none of these import SGLang at import time except `processor` with a fallback base class and the
 `models` factory, which imports SGLang only when the classes are built):
@@ -14,7 +14,7 @@ Layout (none of these import SGLang at import time except `processor` with a fal
 from __future__ import annotations
 
 SUPPORTED_SGLANG = "0.5.23"
-#: versions with the mechanisms the drivers need (SGLANG.md §1)
+#: versions with the mechanisms the drivers need (docs/design/sglang-plugin.md §1)
 DRIVER_A_RANGE = ("0.5.10", "0.5.23")
 DRIVER_B_RANGE = ("0.5.16", "0.5.23")
 SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")

@@ -1,4 +1,5 @@
-"""The driver step of the SGLang plugin (SGLANG.md §5): eager, after the logits, all on the device, no host sync.
+"""The driver step of the SGLang plugin (docs/design/sglang-plugin.md §5): eager, after the logits, all on the
+device, no host sync.
 
 It gathers the rows' phase-machine state from the tables, runs `softthink.core.step` (the one definition of the
 per-step math, shared with the transformers engine), writes the state and the next concept back, and returns the

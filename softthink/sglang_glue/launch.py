@@ -29,7 +29,7 @@ class SGLangUnavailable(RuntimeError):
 
 
 class UnsupportedMode(ValueError):
-    """A server mode the plugin refuses (SGLANG.md §9)."""
+    """A server mode the plugin refuses (docs/design/sglang-plugin.md §9)."""
 
 
 # ----------------------------------------------------------------------------------------------- checks

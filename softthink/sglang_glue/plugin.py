@@ -1,4 +1,5 @@
-"""Entry point `sglang.srt.plugins: softthink = softthink.sglang_glue.plugin:register` (SGLANG.md §7, §10).
+"""Entry point `sglang.srt.plugins: softthink = softthink.sglang_glue.plugin:register`
+(docs/design/sglang-plugin.md §7, §10).
 
 SGLang (>= 0.5.16) runs `register()` at the top of every scheduler, the DP controller, the detokenizer and the main
 process, then `HookRegistry.apply_hooks()`. Being installed must not change anybody's SGLang, so `register()` is a

@@ -1,4 +1,4 @@
-"""Driver A: a `CustomLogitProcessor` (SGLANG.md §6). Nothing in SGLang is patched.
+"""Driver A: a `CustomLogitProcessor` (docs/design/sglang-plugin.md §6). Nothing in SGLang is patched.
 
 Server: `--enable-custom-logit-processor` (bind to localhost: the processor string is dill) and
 `SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models`. Client: `custom_logit_processor=

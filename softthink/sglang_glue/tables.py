@@ -1,4 +1,4 @@
-"""Per-request state tables for the SGLang plugin (SGLANG.md §3-§4). Pure torch, no SGLang import.
+"""Per-request state tables for the SGLang plugin (docs/design/sglang-plugin.md §3-§4). Pure torch, no SGLang import.
 
 One `SoftStateTables` per scheduler process (one model instance per process), published through the module-level
 registry (`publish` / `get_tables`) so the driver running in the same process can reach it. Rows are indexed by
@@ -19,7 +19,7 @@ Tables (`R` rows, `K = kmax` concept slots, `M = marker_max` marker ids):
 | `cnt`    | [R] int32       | Cold-Stop consecutive low-entropy counter |
 | `step`   | [R] int32       | steps since (re)initialisation: the counter-RNG key (host `output_ids` lags) |
 | `nthink` | [R] int32       | THINK tokens recorded so far (thinking budget) |
-| `abort`  | [R] bool        | answer-phase abort pending (ALGORITHM §5.3) |
+| `abort`  | [R] bool        | answer-phase abort pending (docs/design/algorithm.md §5.3) |
 | `fresh`  | [R] bool        | set by every extend (prefill chunk); the driver initialises the row before use |
 | `mpos`   | [R] int32       | multi-id marker: number of marker ids still to force (0 = none) |
 | `hist`   | [R, M] int64    | the last M recorded ids, newest last (multi-id marker detection); -1 = none |

@@ -58,7 +58,7 @@ def items(config_name: str, questions=QUESTIONS, uid0: int = 0) -> list:
 
 
 def reference(items_: list) -> list:
-    """The transformers engine on the same items, each request alone (the oracle of SGLANG.md §13)."""
+    """The transformers engine on the same items, each request alone (the oracle of docs/design/sglang-plugin.md §13)."""
     return [_reference_cached(json.dumps(it, sort_keys=True)) for it in items_]
 
 

@@ -1,4 +1,4 @@
-"""Soft-thinking model classes for SGLang (SGLANG.md §4), delivered two ways:
+"""Soft-thinking model classes for SGLang (docs/design/sglang-plugin.md §4), delivered two ways:
 
 * `SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models` - SGLang's registry imports every module of this
   package and registers each `EntryClass` under its `__name__`; external entries take precedence, so our classes
@@ -50,7 +50,7 @@ def _tables_for(model, config):
 
 
 def _refuse_unsupported_modes() -> None:
-    """Assert the modes the plugin refuses (SGLANG.md §9), inside the scheduler process."""
+    """Assert the modes the plugin refuses (docs/design/sglang-plugin.md §9), inside the scheduler process."""
     try:
         from sglang.srt.runtime_context import get_server_args
 
