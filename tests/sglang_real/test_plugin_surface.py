@@ -205,8 +205,15 @@ def test_refusals_on_real_server_args():
     from softthink.sglang_glue.launch import UnsupportedMode, check_server_args
 
     assert check_server_args(ServerArgs(model_path="x")) == []
+    stock = ServerArgs(model_path="x")
+    fields = {name for name in dir(stock) if not name.startswith("_")}
+    newer = ({"disaggregation_mode": "decode"}, {"attn_cp_size": 2}, {"dcp_size": 2}, {"enable_pdmux": True},
+             {"model_impl": "transformers"}, {"tp_size": 2, "enable_symm_mem": True})
+    for bad in newer:  # modes that skip the soft class's reset or mix: each a real field of this release
+        assert set(bad) <= fields, set(bad) - fields
+    assert "enable_split_prefill" not in fields  # what the old refusal read
     for bad in ({"pp_size": 2}, {"speculative_algorithm": "EAGLE"}, {"enable_mixed_chunk": True},
-                {"attn_dp_size": 2}, {"enable_dp_attention": True}):
+                {"attn_dp_size": 2}, {"enable_dp_attention": True}) + newer:
         fields = {"model_path": "x", **bad}
         with pytest.raises(UnsupportedMode, match="refuses"):
             check_server_args(fields)
