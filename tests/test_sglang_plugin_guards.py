@@ -137,3 +137,16 @@ def test_driver_b_request_map_is_pruned(monkeypatch):
         gc.collect(0)
     assert len(plugin._REQS) <= plugin._PRUNE_EVERY + len(kept)
     assert all(r.rid in plugin._REQS for r in kept[:-1])
+
+
+def test_sglang_engine_checks_widths_before_sending():
+    """The offline engine knows its own --kmax: a too-wide request is refused on the client side."""
+    from softthink.models import load_tokenizer
+    from softthink.sglang_glue.driver import PluginRequestError
+    from softthink.sglang_glue.launch import LaunchOptions, SGLangEngine
+
+    eng = SGLangEngine.__new__(SGLangEngine)  # no server: request building only
+    eng.options, eng.tokenizer = LaunchOptions(model_path="x", device="cpu", kmax=8), load_tokenizer("tiny-random-qwen2")
+    assert "custom_logit_processor" in eng.request(GenerationConfig.from_dict({"method": "soft"}), 1)
+    with pytest.raises(PluginRequestError, match="SOFTTHINK_SGLANG_KMAX=8"):
+        eng.request(GenerationConfig.from_dict({"method": "soft", "think": {"max_topk": 9}}), 1)

@@ -120,20 +120,18 @@ def with_copy_index(spec: RequestSpec, k: int) -> RequestSpec:
     return spec if k == 0 else dataclasses.replace(spec, uid=spec.uid + int(k))
 
 
-def check_widths(spec: RequestSpec, tables: SoftStateTables, vocab: Optional[int] = None) -> None:
-    """Raise `PluginRequestError` when the request does not fit the server's static tables (marker length,
-    concept width). `vocab` defaults to the tables' (set by the model class)."""
+def check_widths(spec: RequestSpec, kmax: int, marker_max: int, vocab: Optional[int] = None) -> None:
+    """Raise `PluginRequestError` when the request does not fit the server's static tables: marker length
+    (`SOFTTHINK_SGLANG_MARKER_MAX`) and concept width (`SOFTTHINK_SGLANG_KMAX`)."""
     m = len(spec.marker)
-    if m > tables.marker_max:
+    if m > marker_max:
         raise PluginRequestError(
-            f"think.end_str encodes to {m} ids; the server was started with SOFTTHINK_SGLANG_MARKER_MAX="
-            f"{tables.marker_max}")
-    vocab = vocab or tables.vocab or 1 << 30
-    _, cwidth = spec.widths(vocab)
-    if cwidth > tables.kmax:
+            f"think.end_str encodes to {m} ids; the server was started with SOFTTHINK_SGLANG_MARKER_MAX={marker_max}")
+    _, cwidth = spec.widths(vocab or 1 << 30)
+    if cwidth > kmax:
         raise PluginRequestError(
             f"the request's concept width {cwidth} (think.max_topk; moi.top_k + 1 for MoI) exceeds the server's "
-            f"SOFTTHINK_SGLANG_KMAX={tables.kmax} (sglang-serve --kmax)")
+            f"SOFTTHINK_SGLANG_KMAX={kmax} (sglang-serve --kmax)")
 
 
 def uses_driver(cfg) -> bool:
@@ -220,7 +218,7 @@ def driver_step(
     for i, s in enumerate(specs):
         if s is None or not s.uses_driver:
             continue
-        check_widths(s, tables, vocab)
+        check_widths(s, tables.kmax, tables.marker_max, vocab)
         m = len(s.marker)
         width, cwidth = s.widths(vocab)
         tables.note_width(cwidth)  # before the row's first decode mix reads its concept

@@ -335,10 +335,8 @@ class SGLangEngine:
         marker = self.marker_ids(cfg)
         if uses_driver(cfg):
             spec = RequestSpec.from_params(soft_custom_params(cfg, marker, self.eos_ids(), uid))
-            limits = T.SoftStateTables.__new__(T.SoftStateTables)  # the limits only, no tensors
-            limits.kmax, limits.vocab = self.options.kmax, len(self.tokenizer)
-            limits.marker_max = T.env_int("SOFTTHINK_SGLANG_MARKER_MAX", T.DEFAULT_MARKER_MAX)
-            check_widths(spec, limits)
+            check_widths(spec, self.options.kmax, T.env_int("SOFTTHINK_SGLANG_MARKER_MAX", T.DEFAULT_MARKER_MAX),
+                         len(self.tokenizer))
         return build_request(cfg, marker, self.eos_ids(), uid, driver=self.options.driver)
 
     # -- generation ------------------------------------------------------------------------------------------

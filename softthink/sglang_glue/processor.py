@@ -137,7 +137,7 @@ def admit(p: Optional[Dict], req, tables=None) -> Optional["D.RequestSpec"]:
                 "shadows (" + ", ".join(SUPPORTED) + "), or the server was not launched through softthink "
                 "(SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models); refusing to serve it as plain decoding")
         if spec.uses_driver:
-            D.check_widths(spec, tables, vocab=None)
+            D.check_widths(spec, tables.kmax, tables.marker_max, tables.vocab)
             tables.note_width(spec.widths(tables.vocab or 1 << 30)[1])
         spec = D.with_copy_index(spec, copy_index(req, spec))
     except Exception as e:  # noqa: BLE001 - every failure is this request's alone
