@@ -147,6 +147,7 @@ def test_sglang_engine_checks_widths_before_sending():
 
     eng = SGLangEngine.__new__(SGLangEngine)  # no server: request building only
     eng.options, eng.tokenizer = LaunchOptions(model_path="x", device="cpu", kmax=8), load_tokenizer("tiny-random-qwen2")
-    assert "custom_logit_processor" in eng.request(GenerationConfig.from_dict({"method": "soft"}), 1)
+    fits = GenerationConfig.from_dict({"method": "soft", "think": {"max_topk": 8}})
+    assert "custom_logit_processor" in eng.request(fits, 1)
     with pytest.raises(PluginRequestError, match="SOFTTHINK_SGLANG_KMAX=8"):
         eng.request(GenerationConfig.from_dict({"method": "soft", "think": {"max_topk": 9}}), 1)
