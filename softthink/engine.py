@@ -94,7 +94,11 @@ class HFEngine:
         self.batch_size = batch_size
         self.progress = progress
         self.device = next(model.parameters()).device
-        self.embedding = model.get_input_embeddings().weight
+        # the model's own input-embedding module: Gemma-style models scale inside it (sqrt(hidden) in transformers
+        # 5.x), so a concept built from its rows is scaled exactly like a token embedding (docs/design/algorithm.md)
+        self.embed_module = model.get_input_embeddings()
+        self.embedding = self.embed_module.weight
+        self.embed_scale = embedding_scale(self.embed_module)
         self.vocab_size = model.config.vocab_size if hasattr(model.config, "vocab_size") else self.embedding.shape[0]
         all_eos = eos_ids(model, tokenizer)
         self.eos = [] if ignore_eos else all_eos  # ignore_eos: fixed-length runs (benchmarks)
@@ -173,7 +177,7 @@ class HFEngine:
             mask[r, plen - len(p):] = 1
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         cache = _new_cache(self.model)
-        logits, hidden = self._forward(self.embedding[input_ids], mask, pos, cache, pre_norm)
+        logits, hidden = self._forward(self.embed_module(input_ids), mask, pos, cache, pre_norm)
         next_pos = pos[:, -1] + 1
 
         # per-row bookkeeping, indexed by original row; `live` maps batch position -> original row
@@ -259,8 +263,10 @@ class HFEngine:
             # the next input: concept (THINK) or one-hot (everything else); COCONUT-TF feeds the hidden state
             if out.in_dense is not None:  # SwiReasoning: full-vocabulary mixtures
                 emb = (out.in_dense.to(self.embedding.dtype) @ self.embedding)
+                if self.embed_scale is not None:
+                    emb = emb * self.embed_scale
             else:
-                emb = core.mix_embeddings(self.embedding, out.in_ids, out.in_w, fp32=cfg.mix.dtype == "fp32")
+                emb = core.mix_rows(self.embed_module(out.in_ids), out.in_w, fp32=cfg.mix.dtype == "fp32")
             emb = torch.where(out.use_hidden[:, None], hidden.to(emb.dtype), emb)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             logits, hidden = self._forward(emb[:, None, :], mask, next_pos[:, None], cache, pre_norm)
@@ -294,6 +300,16 @@ class HFEngine:
         return Generation(text=text, token_ids=list(toks), finish_reason=reason, think_end_reason=end_reason,
                           num_thinking_tokens=n_think, num_answer_tokens=len(toks) - n_think, think_end_step=end_step,
                           wall_time=wall, prompt_tokens=len(prompt), sample_uid=uid, trace=trace)
+
+
+def embedding_scale(module) -> torch.Tensor | None:
+    """The multiplier an input-embedding module applies to its rows (`embed_scale` of transformers' Gemma
+    `*ScaledWordEmbedding`), or None for a plain lookup. Only the dense SwiReasoning mixture needs it explicitly:
+    every other input goes through the module itself."""
+    scale = getattr(module, "embed_scale", None)
+    if scale is None:
+        return None
+    return torch.as_tensor(scale).to(module.weight.dtype)
 
 
 def _new_cache(model):
