@@ -17,7 +17,7 @@ interactive: bool = True  # show ipywidgets (ignored when no widget front end)
 device: str = "cpu"  # torch device
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("explore", globals())
 P.to_dict()

@@ -16,7 +16,7 @@ max_trace_steps: int = 80  # steps shown in the concept-token figure
 top_k_shown: int = 5  # candidate tokens shown per step
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("figures", globals())
 P.to_dict()
@@ -24,11 +24,11 @@ P.to_dict()
 # %%
 import matplotlib.pyplot as plt
 
-from softthink import figures, profiles, report, runs, tables
+from softthink import figures, pipeline, report, summaries, tables
 
-all_dirs = profiles.manifest_runs(P.manifest or None, P.runs_dir)
-dirs = profiles.graded_runs(all_dirs)
-summary = runs.summarize_runs(dirs) if dirs else None
+all_dirs = pipeline.manifest_runs(P.manifest or None, P.runs_dir)
+dirs = pipeline.graded_runs(all_dirs)
+summary = summaries.summarize_runs(dirs) if dirs else None
 outputs = []
 print(f"{len(dirs)} graded runs of {len(all_dirs)}")
 

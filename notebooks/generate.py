@@ -1,12 +1,12 @@
 # %% [markdown]
 # # Generate — one experiment config → one run directory
 #
-# Reads one run spec (`params/<profile>/*.yaml`, the keys of `softthink.runs.RunSpec`), generates every missing
+# Reads one run spec (`params/<profile>/*.yaml`, the keys of `softthink.runspec.RunSpec`), generates every missing
 # sample into its run directory (resumable: a partial run continues where it stopped), and shows a few outputs.
 # Grading happens later in its own process (the *grade* notebook). All logic lives in `softthink.runs`.
 
 # %% tags=["parameters"]
-spec_file: str = "params/demo/gsm8k-soft.yaml"  # run spec YAML (softthink.runs.RunSpec keys)
+spec_file: str = "params/demo/gsm8k-soft.yaml"  # run spec YAML (softthink.runspec.RunSpec keys)
 runs_dir: str = "runs"  # root of the run directories
 sidecar: str = "build/sidecars/generate.json"  # JSON sidecar written at the end
 n_preview: int = 2  # sample outputs shown (GPQA: lengths and flags only, never text)
@@ -14,7 +14,7 @@ progress: bool = True  # show a progress bar
 overrides: list = []  # dotted-key overrides: the strings `python -m softthink run --set` takes
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("generate", globals())
 P.to_dict()
@@ -22,15 +22,16 @@ P.to_dict()
 # %%
 import pandas as pd
 
-from softthink import report, runs
+from softthink import report, runspec, store
+from softthink.generate import generate_run
 
-spec = runs.RunSpec.from_yaml(P.spec_file, P.overrides)
+spec = runspec.RunSpec.from_yaml(P.spec_file, P.overrides)
 spec.to_dict()
 
 # %%
-rd = runs.generate_run(spec, progress=P.progress, runs_dir=P.runs_dir)
+rd = generate_run(spec, progress=P.progress, runs_dir=P.runs_dir)
 samples = rd.samples()
-print(f"run directory: {rd.path}\nsamples: {len(samples)} of {runs.expected_samples(rd)}")
+print(f"run directory: {rd.path}\nsamples: {len(samples)} of {store.expected_samples(rd)}")
 
 # %%
 pd.set_option("display.max_colwidth", 300)
@@ -38,7 +39,7 @@ pd.DataFrame(report.preview_samples(rd.path, P.n_preview))
 
 # %%
 lengths = [s.get("num_tokens") or 0 for s in samples]
-metrics = {"samples": len(samples), "expected": runs.expected_samples(rd),
+metrics = {"samples": len(samples), "expected": store.expected_samples(rd),
            "mean_tokens": sum(lengths) / max(1, len(lengths)),
            "finish_reasons": pd.Series([s.get("finish_reason") for s in samples]).value_counts().to_dict(),
            "think_end_reasons": pd.Series([str(s.get("think_end_reason")) for s in samples]).value_counts().to_dict()}

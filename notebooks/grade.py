@@ -2,7 +2,7 @@
 # # Grade — run directories → grades and summaries
 #
 # Runs in a fresh kernel, separate from generation; the runs are graded in one separate `python -m softthink
-# grade-runs` process (`softthink.runs.grade_in_process` per run: math-verify in a killable pool, code in the
+# grade-runs` process (`softthink.grade_runs.grade_in_process` per run: math-verify in a killable pool, code in the
 # sandbox), so the grader never shares a process with an engine. Runs whose grades are newer than their samples are
 # skipped unless `force`. A run that fails to grade is reported and the others
 # continue; the notebook fails at the end if any did.
@@ -16,7 +16,7 @@ mode: str = ""  # grader mode: suite or official (empty: each run spec decides)
 force: bool = False  # regrade runs whose grades are up to date
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("grade", globals())
 P.to_dict()
@@ -24,20 +24,20 @@ P.to_dict()
 # %%
 import pandas as pd
 
-from softthink import profiles, report, runs
+from softthink import pipeline, report, summaries
 
-dirs = P.run_dirs or profiles.manifest_runs(P.manifest or None, P.runs_dir)
-stale = [d for d in dirs if P.force or not profiles.grades_current(d, P.mode or None)]
+dirs = P.run_dirs or pipeline.manifest_runs(P.manifest or None, P.runs_dir)
+stale = [d for d in dirs if P.force or not pipeline.grades_current(d, P.mode or None)]
 print(f"{len(dirs)} runs, {len(stale)} to grade")
 # one fresh grading process for all of them (never this kernel, never the generating process)
-status = profiles.grade_in_subprocess(stale, mode=P.mode or None)
+status = pipeline.grade_in_subprocess(stale, mode=P.mode or None)
 status += [{"run": d, "status": "cached", "seconds": 0.0, "error": ""} for d in dirs if d not in stale]
 pd.DataFrame(status)
 
 # %%
-graded = profiles.graded_runs(dirs)
-summary = runs.summarize_runs(graded) if graded else pd.DataFrame()
-cols = [c for c in runs.TABLE_COLUMNS + ["dataset", "method"] if c in summary.columns]
+graded = pipeline.graded_runs(dirs)
+summary = summaries.summarize_runs(graded) if graded else pd.DataFrame()
+cols = [c for c in summaries.TABLE_COLUMNS + ["dataset", "method"] if c in summary.columns]
 summary[cols] if len(summary) else "no graded runs"
 
 # %%

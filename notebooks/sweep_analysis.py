@@ -12,7 +12,7 @@ sidecar: str = "build/sidecars/sweep_analysis.json"  # JSON sidecar written at t
 grader: str = "suite"  # grader mode used
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("sweep_analysis", globals())
 P.to_dict()
@@ -24,10 +24,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from softthink import figures, profiles, report, runs
+from softthink import figures, pipeline, report, summaries
 
-dirs = profiles.graded_runs(profiles.manifest_runs(P.manifest or None, P.runs_dir))
-summary = runs.summarize_runs(dirs) if dirs else pd.DataFrame()
+dirs = pipeline.graded_runs(pipeline.manifest_runs(P.manifest or None, P.runs_dir))
+summary = summaries.summarize_runs(dirs) if dirs else pd.DataFrame()
 if len(summary) and "grader" in summary:
     summary = summary[summary["grader"].astype(str).str.endswith(P.grader)]
 sweep = summary[summary["method"] == "soft"] if len(summary) else summary

@@ -14,7 +14,7 @@ sidecar: str = "build/sidecars/tables.json"  # JSON sidecar written at the end
 grader: str = "suite"  # grader mode whose grades are tabulated
 
 # %%
-from softthink.profiles import notebook_params
+from softthink.notebooks import notebook_params
 
 P = notebook_params("tables", globals())
 P.to_dict()
@@ -22,10 +22,10 @@ P.to_dict()
 # %%
 from IPython.display import Markdown, display
 
-from softthink import paper, profiles, report, runs, tables
+from softthink import comparison, paper, pipeline, report, summaries, tables
 
-dirs = profiles.graded_runs(profiles.manifest_runs(P.manifest or None, P.runs_dir))
-summary = runs.summarize_runs(dirs) if dirs else None
+dirs = pipeline.graded_runs(pipeline.manifest_runs(P.manifest or None, P.runs_dir))
+summary = summaries.summarize_runs(dirs) if dirs else None
 print(f"{len(dirs)} graded runs")
 oracles = paper.check_consistency()
 print(f"published-number oracles: {sum(o.ok for o in oracles)}/{len(oracles)} hold")
@@ -39,7 +39,7 @@ for name in ("table1", "table2", "table3"):
 # ## Every method × benchmark (beyond the paper)
 
 # %%
-written["comparison"] = tables.write_comparison(summary, P.out_dir, grader=P.grader)
+written["comparison"] = comparison.write_comparison(summary, P.out_dir, grader=P.grader)
 display(Markdown(open(f"{P.out_dir}/comparison.md").read()))
 
 # %%

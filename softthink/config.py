@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-METHODS = ("soft", "cot_sample", "cot_greedy", "nothinking", "coconut_tf", "avg_embedding", "moi", "swir", "thinkrouter")
-DISCRETE_METHODS = ("cot_sample", "cot_greedy", "nothinking")
+from softthink import methods as _methods
+
+METHODS = tuple(_methods.METHODS)  # the registry (softthink/methods.py) is the one list
+DISCRETE_METHODS = tuple(m.name for m in _methods.METHODS.values() if not m.soft)
 PRESETS = ("corrected", "as_published", "official_head")
 
 
@@ -297,7 +299,7 @@ class GenerationConfig:
             data = data["generation"]
         for item in overrides or []:
             key, value = parse_override(item)
-            _set_dotted(data, key, value)
+            set_dotted(data, key, value)
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "GenerationConfig":
@@ -318,7 +320,7 @@ class GenerationConfig:
     @property
     def is_soft(self) -> bool:
         """True when THINK-phase inputs are not plain token embeddings."""
-        return self.method not in DISCRETE_METHODS
+        return _methods.METHODS[self.method].soft
 
     @property
     def greedy(self) -> bool:
@@ -338,7 +340,7 @@ class GenerationConfig:
             unset = {k: v for k, v in preset.get(name, {}).items() if getattr(value, k) is None}
             object.__setattr__(self, name, dataclasses.replace(value, **unset))
         if self.think.filter_order is None:  # B9: soft-thinking servers filter sequentially, stock SGLang jointly
-            order = "joint" if self.method in DISCRETE_METHODS else "sequential"
+            order = "sequential" if self.is_soft else "joint"
             object.__setattr__(self, "think", dataclasses.replace(self.think, filter_order=order))
         if self.is_soft and self.think.temperature <= 0.0:
             raise ConfigError(
@@ -400,11 +402,11 @@ def _nest(d: dict[str, Any]) -> dict[str, Any]:
     for key, value in d.items():
         if isinstance(value, dict):
             value = _nest(value)
-        _set_dotted(out, key, value)
+        set_dotted(out, key, value)
     return out
 
 
-def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     for p in parts[:-1]:
         nxt = d.setdefault(p, {})

@@ -23,11 +23,12 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from softthink.methods import METHODS
+
 THINK_EPS_T = 1e-6  # temperatures below this mean greedy (official `< 1e-6` rule)
 
 # integer codes for per-row switches (tensors cannot hold strings)
-METHOD_CODES = {"soft": 0, "cot_sample": 1, "cot_greedy": 1, "nothinking": 1, "coconut_tf": 2, "avg_embedding": 3,
-                "moi": 4, "swir": 5, "thinkrouter": 6}
+METHOD_CODES = {name: m.code for name, m in METHODS.items()}
 NOISE_CODES = {"none": 0, "gumbel": 1, "dirichlet": 2}
 ROUTER_SOURCES = {"filtered": 0, "tempered": 1, "raw": 2}
 SALT_DIRICHLET, SALT_GUMBEL, SALT_SAMPLE_THINK, SALT_SAMPLE_ANSWER = 1, 2, 3, 4
@@ -86,7 +87,8 @@ class Params:
         """Resolve a GenerationConfig into per-row tensors (all rows share cfg)."""
         t, a = cfg.think, cfg.answer
         # methods whose visible token is sampled in every phase with the thinking parameters (no answer section)
-        discrete = not cfg.is_soft or cfg.method in ("moi", "swir")
+        method = METHODS[cfg.method]
+        discrete = method.sampled_output
         greedy_discrete = cfg.method == "cot_greedy" or (discrete and t.temperature < THINK_EPS_T)
         # answer temperature (docs/design/algorithm.md §3, B2): with source "thinking" the answer reuses the thinking T,
         # except that T_a < 1e-6 means greedy.
@@ -99,7 +101,6 @@ class Params:
         f = lambda v, dt=torch.float32: torch.full((batch,), v, dtype=dt, device=device)  # noqa: E731
         i = lambda v: f(int(v), torch.int64)  # noqa: E731
         b = lambda v: f(bool(v), torch.bool)  # noqa: E731
-        cold_stop_methods = ("soft", "coconut_tf", "avg_embedding", "thinkrouter")
         return cls(
             method=i(METHOD_CODES[cfg.method]),
             temperature=f(0.0 if greedy_discrete else t.temperature),
@@ -110,7 +111,7 @@ class Params:
             max_topk=i(concept_k(cfg)),
             entropy_raw=b(cfg.entropy.temperature == "raw" or cfg.method == "swir"),  # SwiR: untempered entropy
             entropy_norm=b(cfg.entropy.normalise == "log_vocab"),
-            tau=f(cfg.cold_stop.threshold if cfg.method in cold_stop_methods else 0.0),
+            tau=f(cfg.cold_stop.threshold if method.cold_stop else 0.0),
             cold_len=i(cfg.cold_stop.length),
             budget=i(t.budget),
             answer_greedy_argmax=b(not discrete and a.mode == "greedy_argmax"),
@@ -119,7 +120,7 @@ class Params:
             answer_top_p=f(t.top_p if discrete else a.top_p),
             answer_min_p=f(t.min_p if discrete else a.min_p),
             answer_sequential=b((t.filter_order if discrete else a.filter_order) == "sequential"),
-            answer_abort=b(cfg.method in cold_stop_methods and cfg.cold_stop.answer_phase == "abort"),
+            answer_abort=b(method.cold_stop and cfg.cold_stop.answer_phase == "abort"),
             noise=i(NOISE_CODES[cfg.noise.kind] if not discrete else 0),
             gumbel_tau=f(cfg.noise.gumbel_tau),
             dirichlet_alpha=f(cfg.noise.dirichlet_alpha),

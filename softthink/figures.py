@@ -1,8 +1,9 @@
 """Figures: Figure 1 (published vs ours), the concept-token view of Figures 3-4, length distributions, accuracy vs
 length, and sweep heat maps. Every function returns a matplotlib Figure; `save_figure` writes PNG + PDF to `figures/`.
 
-One palette for methods across all figures (`METHOD_PALETTE`, seaborn "colorblind"); published vs ours is shown by
-hatching (ours hatched, published plain and lighter), never by colour.
+One colour and one marker per method row across all figures, declared with the method (softthink/methods.py; seaborn
+"colorblind" and "dark"); published vs ours is shown by hatching (ours hatched, published plain and lighter), never by
+colour.
 """
 from __future__ import annotations
 
@@ -20,15 +21,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from softthink import paper, tables  # noqa: E402
+from softthink import comparison, paper, tables  # noqa: E402
+from softthink.methods import METHODS, ROWS, row_of  # noqa: E402
 
-METHOD_ORDER = ["cot_sample", "cot_greedy", "soft", "soft_no_cold_stop", "coconut_tf", "avg_embedding",
-                "nothinking", "moi", "swir", "thinkrouter", "soft_gumbel", "soft_dirichlet"]
-# the ten "colorblind" colours (the first ten methods, unchanged) + two dark ones for the noise variants of Soft Thinking
-_COLORS = sns.color_palette("colorblind", 10) + [sns.color_palette("dark", 10)[i] for i in (9, 4)]
-METHOD_PALETTE: dict[str, tuple[float, float, float]] = dict(zip(METHOD_ORDER, _COLORS))
-# one marker per method too (colour + shape, so neighbouring colours stay apart in scatter plots)
-METHOD_MARKERS: dict[str, str] = dict(zip(METHOD_ORDER, ["o", "s", "D", "d", "X", "P", "v", "^", "<", ">", "p", "h"]))
+METHOD_ORDER = list(ROWS)  # display order of the registry
+METHOD_PALETTE: dict[str, tuple[float, float, float]] = {
+    name: sns.color_palette(m.color[0], 10)[m.color[1]] for name, m in ROWS.items()}
+METHOD_MARKERS: dict[str, str] = {name: m.marker for name, m in ROWS.items()}
 OURS_HATCH = "///"
 PUBLISHED_ALPHA = 0.55
 FIG_FORMATS = ("png", "pdf")
@@ -46,7 +45,7 @@ def method_marker(method: str) -> str:
 
 
 def method_label(method: str) -> str:
-    return paper.METHOD_LABELS.get(method, method)
+    return ROWS[method].label if method in ROWS else method
 
 
 def palette_for(methods: Iterable[str]) -> dict[str, Any]:
@@ -86,7 +85,7 @@ def figure1_frame(summary: pd.DataFrame | None) -> pd.DataFrame:
         tab = tables.main_table(summary, domain)
         comp = tab.attrs.get("complete") or []
         for i, ((model, method, variant), row) in enumerate(tab.iterrows()):
-            if method not in ("cot_sample", "soft") or variant:
+            if method not in paper.FIGURE1_ROWS or variant:
                 continue
             a, l = row[("acc", "avg", "ours")], row[("len", "avg", "ours")]
             if pd.notna(a):
@@ -128,8 +127,9 @@ def _reduction_notes(ax, sub: pd.DataFrame, models: list[str], quantity: str, so
     for i, m in enumerate(models):
         notes = []
         for source in sources:
-            c = sub[(sub.model == m) & (sub.method == "cot_sample") & (sub.source == source)][quantity]
-            so = sub[(sub.model == m) & (sub.method == "soft") & (sub.source == source)][quantity]
+            base, soft = paper.FIGURE1_ROWS
+            c = sub[(sub.model == m) & (sub.method == base) & (sub.source == source)][quantity]
+            so = sub[(sub.model == m) & (sub.method == soft) & (sub.source == source)][quantity]
             if len(c) and len(so) and pd.notna(c.iloc[0]) and pd.notna(so.iloc[0]) and c.iloc[0] > 0:
                 notes.append(f"{'pub' if source == 'published' else 'ours'} "
                              f"{100 * (so.iloc[0] - c.iloc[0]) / c.iloc[0]:+.1f}%")
@@ -137,7 +137,7 @@ def _reduction_notes(ax, sub: pd.DataFrame, models: list[str], quantity: str, so
             ax.text(i, ax.get_ylim()[1] * 0.97, "\n".join(notes), ha="center", va="top", fontsize=7)
 
 
-def figure1(summary: pd.DataFrame | None, methods: Sequence[str] = ("cot_sample", "soft")) -> plt.Figure:
+def figure1(summary: pd.DataFrame | None, methods: Sequence[str] = tuple(paper.FIGURE1_ROWS)) -> plt.Figure:
     """Paper Figure 1: average accuracy and length per model, math and code, CoT vs Soft.
 
     Top row: the paper's three models, published bars (plain) beside ours (hatched) where we have runs. Bottom row
@@ -373,8 +373,8 @@ def pareto_front(length: Sequence[float], acc: Sequence[float]) -> list[bool]:
 
 
 def pareto_frame(summary: pd.DataFrame | None, length: str = "len_all", grader: str | None = "suite") -> pd.DataFrame:
-    """`tables.comparison_frame` with a `pareto` column: on the front of its (model, dataset) for (`length`, acc)."""
-    df = tables.comparison_frame(summary, grader=grader)
+    """`comparison.comparison_frame` with a `pareto` column: on the front of its (model, dataset) for (`length`, acc)."""
+    df = comparison.comparison_frame(summary, grader=grader)
     df["pareto"] = False
     for _, idx in df.groupby(["model", "dataset"]).groups.items():
         df.loc[idx, "pareto"] = pareto_front(df.loc[idx, length].to_numpy(), df.loc[idx, "acc"].to_numpy())
@@ -443,9 +443,10 @@ def pareto_view(summary: pd.DataFrame | None, length: str = "len_all", grader: s
 # --------------------------------------------------------------------------------------------------------------
 # sweeps
 
-SWEEP_KEYS = {"max_topk": "max_topk", "threshold": "cold_stop_tau", "length": "cold_stop_L", "min_p": "min_p"}
-SWEEP_LABELS = {"max_topk": "max_topk K (concept width)", "cold_stop_tau": "Cold Stop entropy threshold τ (nats)",
-                "cold_stop_L": "Cold Stop length L (steps)", "min_p": "min-p"}
+SWEEP_KEYS = {"max_topk": "think.max_topk", "threshold": "cold_stop.threshold", "length": "cold_stop.length",
+              "min_p": "think.min_p"}
+SWEEP_LABELS = {"think.max_topk": "max_topk K (concept width)", "cold_stop.threshold": "Cold Stop entropy threshold τ (nats)",
+                "cold_stop.length": "Cold Stop length L (steps)", "think.min_p": "min-p"}
 
 
 def _swept(sub: pd.DataFrame, key: str) -> bool:
@@ -457,7 +458,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
     that were swept somewhere). Datasets where nothing was swept are left out.
 
     `sweep`: one row per run (`runs.summarize_runs` columns): dataset, pass@1 (%) or acc, and the swept keys
-    `max_topk`, `cold_stop_tau`, `cold_stop_L`, `min_p`."""
+    `think.max_topk`, `cold_stop.threshold`, `cold_stop.length`, `think.min_p`."""
     if value not in sweep.columns and "pass@1" in sweep.columns:
         sweep = sweep.assign(**{value: sweep["pass@1"]})
     k, t, L, mp = (SWEEP_KEYS[x] for x in ("max_topk", "threshold", "length", "min_p"))
@@ -510,17 +511,16 @@ def sweep_heatmaps(sweep: pd.DataFrame, value: str = "acc") -> plt.Figure:
 def samples_frame(run_dirs: Iterable[str]) -> pd.DataFrame:
     """One row per generated sample of the given runs: run, model, dataset, method, num_tokens, finish_reason,
     correct (from the run's first grades file, when graded)."""
-    from softthink import runs
+    from softthink.store import RunDir, load_grades
 
     rows = []
     for d in run_dirs:
         try:
-            rd = runs.RunDir.open(d)
+            rd = RunDir.open(d)
         except (FileNotFoundError, ValueError, KeyError):
             continue
-        gen = rd.key.get("generation", {})
-        method = tables.row_key(gen.get("method", "?"), (gen.get("cold_stop") or {}).get("threshold"))
-        grades = next(iter(runs.load_grades(rd).values()), [])
+        method = row_of(rd.key.get("generation", {}))
+        grades = next(iter(load_grades(rd).values()), [])
         ok = {(g["item_index"], g["sample_index"]): g.get("correct") for g in grades}
         for s in rd.samples():
             rows.append({"run": rd.path.name, "model": tables.model_display_name(rd.spec.model if rd.spec else "?"),
@@ -537,22 +537,25 @@ def find_trace(run_dirs: Sequence[str], prefer: str | None = None) -> tuple[Any,
     import gzip
     import json
 
-    from softthink import runs
+    from softthink.data import DATASETS
+    from softthink.runkey import load_tokenizer
+    from softthink.store import RunDir
 
     cands = [prefer] if prefer else list(run_dirs)
     for d in cands:
         p = Path(d)
-        tdir = p / runs.TRACES_DIR
-        if not tdir.is_dir():
-            continue
         try:
-            rd = runs.RunDir.open(p)
+            rd = RunDir.open(p)
         except FileNotFoundError:
             continue
-        if rd.spec is None or rd.spec.dataset == "gpqa_diamond":
+        tdir = rd.traces_dir
+        if not tdir.is_dir():
             continue
-        if not prefer and not (rd.key.get("generation", {}).get("method") in ("soft", "avg_embedding", "moi",
-                                                                               "thinkrouter", "swir")):
+        if rd.spec is None or DATASETS[rd.spec.dataset].kind == "gpqa":
+            continue
+        method = METHODS.get(rd.key.get("generation", {}).get("method"))
+        # a concept-token view needs concept tokens: soft inputs fed as top-K rows (COCONUT-TF feeds hidden states)
+        if not prefer and not (method is not None and method.soft and method.name != "coconut_tf"):
             continue
         files = sorted(tdir.glob("*.json.gz"))
         if not files:
@@ -560,44 +563,8 @@ def find_trace(run_dirs: Sequence[str], prefer: str | None = None) -> tuple[Any,
         trace = json.loads(gzip.decompress(files[0].read_bytes()))
         decode = None
         try:
-            decode = runs.load_tokenizer(rd.spec.model)
+            decode = load_tokenizer(rd.spec.model)
         except Exception:  # noqa: BLE001 - ids instead of strings
             decode = None
         return trace, decode, f"{p.name}/{files[0].name.split('.')[0]}"
     return None, None, None
-
-
-def synthetic_trace(steps: int = 40, k: int = 5, seed: int = 0, cold_stop_at: int | None = 30) -> dict[str, list]:
-    """A made-up trace in the engine's Trace.to_dict() shape (for tests and docs)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, list] = {"token": [], "phase": [], "entropy": [], "topk_ids": [], "topk_weights": [],
-                            "cold_stop": []}
-    for s in range(1, steps + 1):
-        answer = cold_stop_at is not None and s > cold_stop_at + 1
-        w = np.sort(rng.dirichlet(np.full(k, 0.3 + (s % 7) * 0.3)))[::-1]
-        if answer:
-            w = np.eye(k)[0]
-        ids = rng.choice(1000, size=k, replace=False)
-        out["token"].append(int(ids[0]))
-        out["phase"].append("answer" if answer else "think")
-        p = w[w > 0]
-        out["entropy"].append(float(-(p * np.log(p)).sum()))
-        out["topk_ids"].append([int(i) for i in ids])
-        out["topk_weights"].append([float(x) for x in w])
-        out["cold_stop"].append(cold_stop_at is not None and s == cold_stop_at)
-    return out
-
-
-def synthetic_sweep(datasets: Sequence[str] = ("aime2024", "math500"), seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for ds in datasets:
-        for K in (5, 10, 15, 20, 30):
-            for tau in (0.01, 0.05, 0.1, 0.2):
-                for L in (128, 256, 512, 1024):
-                    for m in (0.0, 0.001, 0.005):
-                        rows.append({"dataset": ds, "max_topk": K, "cold_stop_tau": tau,
-                                     "cold_stop_L": L, "min_p": m,
-                                     "acc": float(np.clip(70 + 5 * np.log(K) - 20 * tau + rng.normal(0, 2), 0, 100)),
-                                     "len_all": 10000 - 3 * L + rng.normal(0, 200)})
-    return pd.DataFrame(rows)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from softthink.methods import ROWS
+
 PAPER = {"arxiv": "2505.15778", "version": "v1", "title": "Soft Thinking: Unlocking the Reasoning Potential of LLMs "
          "in Continuous Concept Space", "tables_checked": "v1 (camera-ready not checked)"}
 
@@ -26,24 +28,13 @@ MODEL_IDS = {  # display name -> Hugging Face id
 MODEL_SHORT = {"QwQ-32B": "QwQ-32B", "DeepSeek-R1-Distill-Qwen-32B": "DS-R1-Qwen-32B",
                "DeepSeek-R1-Distill-Llama-70B": "DS-R1-Llama-70B"}
 
-# table row keys (docs/design/algorithm.md §9 method names; `soft_no_cold_stop` = soft with τ = 0)
-METHODS_MAIN = ["cot_sample", "cot_greedy", "soft"]
-METHODS_ABLATION = ["coconut_tf", "avg_embedding", "soft_no_cold_stop", "soft"]
-METHOD_LABELS = {
-    "cot_sample": "CoT Thinking",
-    "cot_greedy": "CoT Thinking (Greedy)",
-    "soft": "Soft Thinking",
-    "soft_no_cold_stop": "Soft Thinking w/o Cold Stop",
-    "coconut_tf": "COCONUT-TF",
-    "avg_embedding": "Average Embedding",
-    "nothinking": "NoThinking",
-    "moi": "Mixture of Inputs",
-    "swir": "SwiReasoning",
-    "thinkrouter": "ThinkRouter",
-    "soft_gumbel": "Soft Thinking + Gumbel",
-    "soft_dirichlet": "Soft Thinking + Dirichlet",
-}
-TABLE3_LABELS = {**METHOD_LABELS, "soft": "Soft Thinking w/ Cold Stop"}
+# the rows of the published tables (row keys of softthink/methods.py; `soft_no_cold_stop` = soft with τ = 0)
+TABLE12_ROWS = ["cot_sample", "cot_greedy", "soft"]
+TABLE3_ROWS = ["coconut_tf", "avg_embedding", "soft_no_cold_stop", "soft"]
+FIGURE1_ROWS = ["cot_sample", "soft"]  # Figure 1: the baseline, then Soft Thinking
+METHODS_MAIN, METHODS_ABLATION = TABLE12_ROWS, TABLE3_ROWS  # the previous release's names
+METHOD_LABELS = {name: m.label for name, m in ROWS.items()}
+TABLE3_LABELS = {**METHOD_LABELS, **{name: m.table3_label for name, m in ROWS.items() if m.table3_label}}
 
 MATH_DATASETS = ["math500", "aime2024", "gsm8k", "gpqa_diamond"]
 CODE_DATASETS = ["humaneval", "mbpp", "livecodebench"]

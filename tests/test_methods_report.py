@@ -8,7 +8,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from softthink import figures, metrics, paper, profiles, report, tables  # noqa: E402
+import fixtures  # noqa: E402
+from softthink import comparison, figures, metrics, paper, profiles, report, tables  # noqa: E402
 from softthink.config import METHODS  # noqa: E402
 
 
@@ -64,13 +65,13 @@ def test_noise_runs_get_their_own_rows():
     assert tables.row_key("soft", 0.0, "none") == "soft_no_cold_stop"
     assert tables.row_key("soft", 0.01, None) == "soft"
     # Table 3 keeps only its own rows: a Gumbel run (Cold Stop off) is not "w/o Cold Stop"
-    s = tables.synthetic_comparison_summary(datasets=("aime2024",))
+    s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     t3 = tables.ablation_table(s)
     assert "soft_gumbel" not in t3.index.get_level_values("method")
 
 
 def test_comparison_table_rows_metrics_and_pass_at_k():
-    s = tables.synthetic_comparison_summary(datasets=("aime2024", "gsm8k"), n_items=5, seed=3)
+    s = fixtures.synthetic_comparison_summary(datasets=("aime2024", "gsm8k"), n_items=5, seed=3)
     tab = tables.comparison_table(s)
     assert list(tab.index.get_level_values("method")) == tables.COMPARISON_METHODS  # every method, in order
     assert tab.attrs["datasets"] == ["aime2024", "gsm8k"]
@@ -95,7 +96,7 @@ def test_comparison_table_rows_metrics_and_pass_at_k():
 
 
 def test_comparison_labels_and_outputs(tmp_path):
-    s = tables.synthetic_comparison_summary(datasets=("aime2024",))
+    s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     s.loc[s.index[:2], "n"] = 1  # also a pass@k column present while n = 1: never shown
     s.loc[0, "pass@2"] = 50.0
     paths = tables.write_comparison(s, tmp_path)
@@ -127,7 +128,7 @@ def test_pareto_front_hand_made():
 
 
 def test_pareto_frame_and_figure(tmp_path):
-    s = tables.synthetic_comparison_summary(datasets=("aime2024", "gsm8k"))
+    s = fixtures.synthetic_comparison_summary(datasets=("aime2024", "gsm8k"))
     df = figures.pareto_frame(s)
     for ds, sub in df.groupby("dataset"):
         front = sub[sub.pareto]
@@ -154,7 +155,7 @@ def test_palette_covers_every_method_with_distinct_colours_and_markers():
 
 def test_report_shows_comparison_and_pareto(tmp_path):
     figs = tmp_path / "figures"
-    s = tables.synthetic_comparison_summary(datasets=("aime2024",))
+    s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     tables.write_tables(s, figs)
     tables.write_comparison(s, figs)
     figures.save_figure(figures.pareto_view(s), "pareto_methods", figs)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from softthink import profiles
+from softthink import notebooks, pipeline, profiles
 
-pytestmark = pytest.mark.skipif(not profiles.kernel_installed(), reason="Jupyter kernel 'softthink' not installed "
+pytestmark = pytest.mark.skipif(not notebooks.kernel_installed(), reason="Jupyter kernel 'softthink' not installed "
                                 "(python -m ipykernel install --sys-prefix --name softthink)")
 
 
@@ -19,7 +19,7 @@ def ci_run(tmp_path_factory):
     dirs = dict(runs_dir=str(root / "runs"), build_root=str(root / "build"), figures_dir=str(root / "figures"),
                 report_dir=str(root / "report"))
     t0 = time.time()
-    summary = profiles.reproduce("ci", quiet=True, **dirs)
+    summary = pipeline.reproduce("ci", quiet=True, **dirs)
     first = time.time() - t0
     return root, dirs, summary, first
 
@@ -93,7 +93,7 @@ def test_report(ci_run):
 def test_second_run_is_cached_and_fast(ci_run):
     root, dirs, _summary, first = ci_run
     t0 = time.time()
-    s2 = profiles.reproduce("ci", quiet=True, skip_report=True, **dirs)
+    s2 = pipeline.reproduce("ci", quiet=True, skip_report=True, **dirs)
     gen = [s for s in s2["steps"] if s["step"] == "generate"]
     assert gen and all(s["status"] == "cached" for s in gen)
     assert [s["status"] for s in s2["steps"] if s["step"] == "grade"] == ["cached"]
@@ -116,7 +116,7 @@ def test_failing_experiment_does_not_stop_the_others(tmp_path, ci_run):
         "model: tiny-random-qwen2\ndataset: gsm8k\nlimit: 1\ngeneration: {method: cot_greedy, max_new_tokens: 8}\n")
     (params / "broken" / "bad.yaml").write_text(
         "model: ./no/such/model\ndataset: gsm8k\nlimit: 1\ngeneration: {method: cot_greedy, max_new_tokens: 8}\n")
-    s = profiles.reproduce("broken", quiet=True, params_root=params, runs_dir=str(tmp_path / "runs"),
+    s = pipeline.reproduce("broken", quiet=True, params_root=params, runs_dir=str(tmp_path / "runs"),
                            build_root=str(tmp_path / "build"), figures_dir=str(tmp_path / "fig"),
                            report_dir=str(tmp_path / "rep"))
     by = {(x["step"], x["name"]): x for x in s["steps"]}

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from softthink import profiles
+from softthink import notebooks, pipeline, profiles
 from softthink.config import ConfigError
 
 
@@ -106,13 +106,13 @@ def test_duplicate_names(tmp_path):
     assert any("duplicate" in p for p in problems)
 
 
-@pytest.mark.parametrize("name", profiles.NOTEBOOKS)
+@pytest.mark.parametrize("name", notebooks.NOTEBOOKS)
 def test_notebook_conventions(name):
-    assert profiles.check_notebook_source(name) == []
+    assert notebooks.check_notebook_source(name) == []
 
 
 def test_built_notebooks_have_kernel_and_one_parameters_cell(tmp_path):
-    paths = profiles.build_notebooks(tmp_path)
+    paths = notebooks.build_notebooks(tmp_path)
     for name, p in paths.items():
         nb = json.loads(p.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "softthink"
@@ -122,34 +122,34 @@ def test_built_notebooks_have_kernel_and_one_parameters_cell(tmp_path):
 
 
 def test_paired_notebooks_in_sync(tmp_path, monkeypatch):
-    assert profiles.paired_out_of_sync() == []
+    assert notebooks.paired_out_of_sync() == []
     import jupytext
 
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    src = profiles.notebooks_dir() / "tables.py"
+    src = notebooks.notebooks_dir() / "tables.py"
     (nbdir / "tables.py").write_text(src.read_text())
     nb = jupytext.read(src)
     jupytext.write(nb, nbdir / "tables.ipynb")
     monkeypatch.setattr(profiles, "notebooks_dir", lambda: nbdir)
-    assert profiles.paired_out_of_sync() == []
+    assert notebooks.paired_out_of_sync() == []
     nb.cells[-1].source += "\nprint('edited in Lab')"
     jupytext.write(nb, nbdir / "tables.ipynb")
-    assert "differs" in profiles.paired_out_of_sync()[0]
+    assert "differs" in notebooks.paired_out_of_sync()[0]
 
 
 def test_notebook_params_validation():
     ns = {"runs_dir": "runs", "manifest": "", "out_dir": "f", "sidecar": "s.json", "grader": "suite",
-          "In": [], "_oh": {}, "notebook_params": profiles.notebook_params}
-    p = profiles.notebook_params("tables", ns)
+          "In": [], "_oh": {}, "notebook_params": notebooks.notebook_params}
+    p = notebooks.notebook_params("tables", ns)
     assert p.out_dir == "f" and p.to_dict()["grader"] == "suite"
     with pytest.raises(ConfigError, match="unknown"):
-        profiles.notebook_params("tables", {**ns, "out_dri": "x"})
+        notebooks.notebook_params("tables", {**ns, "out_dri": "x"})
     with pytest.raises(ConfigError, match="must be"):
-        profiles.notebook_params("figures", {**ns, "trace_run": "", "max_trace_steps": "many", "top_k_shown": 5})
+        notebooks.notebook_params("figures", {**ns, "trace_run": "", "max_trace_steps": "many", "top_k_shown": 5})
     with pytest.raises(ConfigError, match="missing"):
-        profiles.notebook_params("tables", {"runs_dir": "runs"})
-    e = profiles.notebook_params("explore", {"model": "m", "question": "q", "max_new_tokens": 4, "max_topk": 2,
+        notebooks.notebook_params("tables", {"runs_dir": "runs"})
+    e = notebooks.notebook_params("explore", {"model": "m", "question": "q", "max_new_tokens": 4, "max_topk": 2,
                                              "threshold": "1e-3", "length": 4, "sidecar": "s", "interactive": False,
                                              "device": "cpu"})
     assert e.threshold == 0.001
@@ -158,10 +158,10 @@ def test_notebook_params_validation():
 def test_manifest_runs(tmp_path):
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "config.json").write_text("{}")
-    assert profiles.manifest_runs(None, tmp_path) == [str(tmp_path / "r1")]
+    assert pipeline.manifest_runs(None, tmp_path) == [str(tmp_path / "r1")]
     m = tmp_path / "m.json"
     m.write_text(json.dumps({"runs": {"a": str(tmp_path / "r1"), "b": None, "c": str(tmp_path / "missing")}}))
-    assert profiles.manifest_runs(m) == [str(tmp_path / "r1")]
+    assert pipeline.manifest_runs(m) == [str(tmp_path / "r1")]
 
 
 def test_cli_validate(capsys):

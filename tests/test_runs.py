@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from softthink import runs
+from softthink import runs, store
 from softthink.config import ConfigError, GenerationConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -365,7 +365,7 @@ def test_traces_go_to_their_own_files(tok, runs_root):
     recs = runs.read_jsonl(rd.samples_path)
     assert all("trace" not in r for r in recs)
     for r in recs:
-        tr = json.loads(gzip.decompress(runs._trace_path(rd, r["item_index"], r["sample_index"]).read_bytes()))
+        tr = json.loads(gzip.decompress(store.trace_path(rd, r["item_index"], r["sample_index"]).read_bytes()))
         assert tr["token"] == r["token_ids"]
 
 
@@ -415,8 +415,10 @@ def test_grades_reused_unless_regrade_and_latest_grader_spec_wins(tok, runs_root
     rd = runs.generate_run(spec, engine=FakeEngine(tok), progress=False)
     first = runs.read_jsonl(runs.grade_in_process(rd.path))
     calls = []
-    real = runs._grade_all
-    monkeypatch.setattr(runs, "_grade_all", lambda g, d, jobs, m: calls.append(len(jobs)) or real(g, d, jobs, m))
+    from softthink import grade_runs
+
+    real = grade_runs._grade_all
+    monkeypatch.setattr(grade_runs, "_grade_all", lambda g, d, jobs, m: calls.append(len(jobs)) or real(g, d, jobs, m))
     again = runs.read_jsonl(runs.grade_in_process(rd.path))
     assert calls == [] and again == first
     runs.grade_in_process(rd.path, regrade=True)

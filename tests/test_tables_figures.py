@@ -8,6 +8,7 @@ import pytest
 
 matplotlib.use("Agg")
 
+import fixtures  # noqa: E402
 from softthink import figures, paper, report, tables  # noqa: E402
 
 QWQ = "Qwen/QwQ-32B"
@@ -73,7 +74,7 @@ def test_ablation_table():
 
 
 def test_unpublished_model_rows_and_partial_average():
-    s = tables.synthetic_summary(models=["smollm2-135m"], include_ablation=False)
+    s = fixtures.synthetic_summary(models=["smollm2-135m"], include_ablation=False)
     s = s[s.dataset != "gsm8k"]
     tab = tables.main_table(s, "math")
     rows = tab.xs("smollm2-135m", level="model")
@@ -124,16 +125,16 @@ def test_one_palette_for_methods():
 
 
 def test_figures_save_png_and_pdf(tmp_path):
-    s = tables.synthetic_summary(models=[QWQ, "smollm2-135m"])
+    s = fixtures.synthetic_summary(models=[QWQ, "smollm2-135m"])
     out = []
     out += figures.save_figure(figures.figure1(tables.normalize(s)), "figure1", tmp_path)
-    out += figures.save_figure(figures.concept_tokens(figures.synthetic_trace(30), decode=lambda i: f"t{i}"),
+    out += figures.save_figure(figures.concept_tokens(fixtures.synthetic_trace(30), decode=lambda i: f"t{i}"),
                                "concept_tokens", tmp_path)
     samples = pd.DataFrame({"model": "m", "method": ["cot_sample", "soft"] * 5, "dataset": "gsm8k",
                             "num_tokens": range(10)})
     out += figures.save_figure(figures.length_distributions(samples), "length_distributions", tmp_path)
     out += figures.save_figure(figures.acc_vs_length(s), "acc_vs_length", tmp_path)
-    out += figures.save_figure(figures.sweep_heatmaps(figures.synthetic_sweep()), "sweep_heatmaps", tmp_path)
+    out += figures.save_figure(figures.sweep_heatmaps(fixtures.synthetic_sweep()), "sweep_heatmaps", tmp_path)
     assert len(out) == 10
     for p in out:
         assert (tmp_path / p.split("/")[-1]).stat().st_size > 1000
@@ -148,7 +149,7 @@ def test_figure1_frame_has_published_and_ours():
 
 
 def test_trace_frame_accepts_shapes():
-    tr = figures.synthetic_trace(5)
+    tr = fixtures.synthetic_trace(5)
     a = figures.trace_frame(tr)
     b = figures.trace_frame([{k: v[i] for k, v in tr.items()} for i in range(5)])
     assert len(a) == len(b) == 5 and list(a.step) == [1, 2, 3, 4, 5]

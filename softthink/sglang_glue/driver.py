@@ -29,12 +29,13 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from softthink import core
+from softthink.methods import METHODS
 from softthink.sglang_glue.tables import SoftStateTables
 
 #: methods the plugin runs through the driver (the others: discrete methods run natively, the rest are refused:
 #: COCONUT-TF feeds hidden states and SwiReasoning full-vocabulary inputs, neither fits the [R, K] tables)
-DRIVER_METHODS = ("soft", "avg_embedding", "thinkrouter", "moi")
-NATIVE_METHODS = ("cot_sample", "cot_greedy", "nothinking")
+DRIVER_METHODS = tuple(n for n, m in METHODS.items() if m.sglang == "driver")  # softthink/methods.py
+NATIVE_METHODS = tuple(n for n, m in METHODS.items() if m.sglang == "native")
 
 
 class PluginRequestError(ValueError):
@@ -136,7 +137,9 @@ def check_widths(spec: RequestSpec, kmax: int, marker_max: int, vocab: Optional[
 
 def uses_driver(cfg) -> bool:
     """Soft methods always; discrete ones only with a thinking budget (stock SGLang cannot force the marker)."""
-    return cfg.method in DRIVER_METHODS or (cfg.method in ("cot_sample", "cot_greedy") and cfg.think.budget > 0)
+    # a thinking budget needs the driver's phase machine even for discrete CoT (NoThinking has no thinking)
+    native_with_budget = cfg.method in NATIVE_METHODS and not METHODS[cfg.method].nothinking and cfg.think.budget > 0
+    return cfg.method in DRIVER_METHODS or native_with_budget
 
 
 def soft_custom_params(cfg, marker_ids: Sequence[int], eos_id, uid: int = 0, answer: str = "driver") -> Dict:
