@@ -74,19 +74,17 @@ def _add_generate(sub) -> None:
 
 
 def _cmd_generate(args) -> int:
-    from softthink.config import GenerationConfig, _set_dotted, load_yaml, parse_override
+    from softthink.config import GenerationConfig, load_yaml
+    from softthink.runspec import apply_overrides
 
     data = load_yaml(args.config)  # its errors name the file
     try:  # validated before the model loads; main() reports a ConfigError as one line
+        apply_overrides(data, args.set)
         unknown = [k for k in data if k not in GENERATE_FILE_KEYS]
         if unknown:
             raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed: {', '.join(GENERATE_FILE_KEYS)}"
-                              " (generation settings go under `generation:`)")
-        gen_data = data.get("generation") or {}
-        for item in args.set:
-            key, value = parse_override(item)
-            _set_dotted(gen_data, key, value)
-        cfg = GenerationConfig.from_dict(gen_data)
+                              " (generation settings go under `generation:`, e.g. --set generation.think.max_topk=5)")
+        cfg = GenerationConfig.from_dict(data.get("generation") or {})
     except ConfigError as e:
         raise ConfigError(f"{args.config}: {e}") from None
     questions = args.prompt or data.get("prompts") or []

@@ -105,7 +105,7 @@ def comparison_table(summary: pd.DataFrame | None, grader: str | None = "suite",
 
 
 def comparison_label(method: str, params: str) -> str:
-    return ROWS[method].label if method in ROWS else method + (f" ({params})" if params else "")
+    return (ROWS[method].label if method in ROWS else method) + (f" ({params})" if params else "")
 
 
 def comparison_flat(tab: pd.DataFrame, formatted: bool = True) -> pd.DataFrame:

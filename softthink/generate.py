@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from softthink.methods import METHODS

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-import sys
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +252,8 @@ class RunDir:
         p = Path(path)
         if not (p / CONFIG_FILE).exists():
             raise FileNotFoundError(f"{p}: not a run directory (no {CONFIG_FILE})")
+        from softthink.runspec import RunSpec
+
         cfg = json.loads((p / CONFIG_FILE).read_text())
         spec = RunSpec.from_dict(cfg["spec"]) if "spec" in cfg else None
         return cls(path=p, hash=cfg.get("hash", ""), key=cfg.get("run_key", {}), spec=spec)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,10 +89,12 @@ def select_grader(summary: pd.DataFrame, grader: str | None) -> pd.DataFrame:
 
 
 def normalize(summary: pd.DataFrame | None, grader: str | None = "suite") -> pd.DataFrame:
-    """Map a `summaries.summarize_runs` frame to NORMAL_COLUMNS (accuracy in %).
+    """Map a `summaries.summarize_runs` frame to NORMAL_COLUMNS (accuracy in %); a normal frame passes through.
 
     `grader`: keep rows of this grader mode when a run has several; None keeps all. An optional `variant` column
     labels runs by hand; otherwise runs sharing a cell are labelled by their differing settings."""
+    if summary is not None and list(summary.columns) == NORMAL_COLUMNS:
+        return summary  # already normal (figures accept either frame)
     if summary is None or len(summary) == 0 or "pass@1" not in summary.columns:
         return pd.DataFrame(columns=NORMAL_COLUMNS)
     df = select_grader(summary, grader)

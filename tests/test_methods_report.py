@@ -11,11 +11,11 @@ matplotlib.use("Agg")
 import fixtures  # noqa: E402
 from softthink import comparison, figures, metrics, paper, profiles, report, tables  # noqa: E402
 from softthink.config import METHODS  # noqa: E402
+from softthink.methods import row_of  # noqa: E402
 
 
 def _row_key(spec):
-    g = spec["generation"]
-    return tables.row_key(g["method"], (g.get("cold_stop") or {}).get("threshold"), (g.get("noise") or {}).get("kind"))
+    return row_of(spec["generation"])
 
 
 def test_methods_profile_covers_every_method_on_the_demo_slices():
@@ -26,10 +26,10 @@ def test_methods_profile_covers_every_method_on_the_demo_slices():
         assert e.spec["model"] == "smollm2-135m" and e.spec["device"] == "cpu" and e.spec["limit"] <= 2
         assert e.spec["generation"]["max_new_tokens"] <= 256 and e.spec["generation"]["think"]["budget"] > 0
         rows.setdefault(_row_key(e.spec), []).append(e)
-    assert set(rows) == set(tables.COMPARISON_METHODS)
+    assert set(rows) == set(comparison.COMPARISON_METHODS)
     assert {e.spec["generation"]["method"] for e in prof.experiments} == set(METHODS)
     for key, exps in rows.items():  # every method on every benchmark
-        assert {e.spec["dataset"] for e in exps} == set(tables.COMPARISON_DATASETS), key
+        assert {e.spec["dataset"] for e in exps} == set(comparison.COMPARISON_DATASETS), key
     for key in ("soft_gumbel", "soft_dirichlet"):
         assert all(e.spec["n"] > 1 for e in rows[key])
     g = rows["soft_gumbel"][0].spec["generation"]
@@ -60,10 +60,12 @@ def test_paper_profile_has_ablations_and_published_stochastic_settings():
 
 
 def test_noise_runs_get_their_own_rows():
-    assert tables.row_key("soft", 0.0, "gumbel") == "soft_gumbel"
-    assert tables.row_key("soft", 0.01, "dirichlet") == "soft_dirichlet"
-    assert tables.row_key("soft", 0.0, "none") == "soft_no_cold_stop"
-    assert tables.row_key("soft", 0.01, None) == "soft"
+    gen = lambda tau, noise: {"method": "soft", "cold_stop": {"threshold": tau}, "noise": {"kind": noise}}  # noqa: E731
+    assert row_of(gen(0.0, "gumbel")) == "soft_gumbel"
+    assert row_of(gen(0.01, "dirichlet")) == "soft_dirichlet"
+    assert row_of(gen(0.0, "none")) == "soft_no_cold_stop"
+    assert row_of(gen(0.01, "none")) == "soft"
+    assert row_of({"method": "cot_sample", "cold_stop": {"threshold": 0.0}}) == "cot_sample"  # variants are soft's
     # Table 3 keeps only its own rows: a Gumbel run (Cold Stop off) is not "w/o Cold Stop"
     s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     t3 = tables.ablation_table(s)
@@ -72,12 +74,11 @@ def test_noise_runs_get_their_own_rows():
 
 def test_comparison_table_rows_metrics_and_pass_at_k():
     s = fixtures.synthetic_comparison_summary(datasets=("aime2024", "gsm8k"), n_items=5, seed=3)
-    tab = tables.comparison_table(s)
-    assert list(tab.index.get_level_values("method")) == tables.COMPARISON_METHODS  # every method, in order
+    tab = comparison.comparison_table(s)
+    assert list(tab.index.get_level_values("method")) == comparison.COMPARISON_METHODS  # every method, in order
     assert tab.attrs["datasets"] == ["aime2024", "gsm8k"]
     for _, r in s.iterrows():
-        key = tables.row_key(r.method, r.cold_stop_tau, r.noise)
-        row = tab.xs(key, level="method").iloc[0]
+        row = tab.xs(r.row, level="method").iloc[0]
         assert row[("acc", r.dataset)] == pytest.approx(r["pass@1"])
         assert row[("len_all", r.dataset)] == pytest.approx(r.len_all)
         assert row[("len_correct", r.dataset)] == pytest.approx(r.len_correct)
@@ -99,7 +100,7 @@ def test_comparison_labels_and_outputs(tmp_path):
     s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     s.loc[s.index[:2], "n"] = 1  # also a pass@k column present while n = 1: never shown
     s.loc[0, "pass@2"] = 50.0
-    paths = tables.write_comparison(s, tmp_path)
+    paths = comparison.write_comparison(s, tmp_path)
     md = (tmp_path / "comparison.md").read_text()
     for label in ("Soft Thinking (K 10, min-p 0.001, τ 0.01, L 256)", "Soft Thinking w/o Cold Stop (K 10",
                   "Soft Thinking + Gumbel (K 5, τ_g 0.5, min-p 0, Cold Stop off)", "Mixture of Inputs (β 1, K_m 20)",
@@ -109,12 +110,12 @@ def test_comparison_labels_and_outputs(tmp_path):
     block = md.split("### pass@k")[1].split("\n\n")[1]
     assert "Gumbel" in block and "Dirichlet" in block and "CoT Thinking (T" not in block
     csv = pd.read_csv(tmp_path / "comparison.csv")
-    assert len(csv) == len(tables.COMPARISON_METHODS) and "pass@k AIME24" in csv.columns
+    assert len(csv) == len(comparison.COMPARISON_METHODS) and "pass@k AIME24" in csv.columns
     assert csv["pass@k AIME24"].notna().sum() == 2  # gumbel and dirichlet only (CoT set to n = 1)
     assert "tabular" in (tmp_path / "comparison.tex").read_text()
     assert len(paths) == 3
     # empty input: a table that says so
-    assert "No runs yet" in tables.comparison_markdown(tables.comparison_table(None))
+    assert "No runs yet" in comparison.comparison_markdown(comparison.comparison_table(None))
 
 
 def test_pareto_front_hand_made():
@@ -147,7 +148,7 @@ def test_pareto_frame_and_figure(tmp_path):
 
 
 def test_palette_covers_every_method_with_distinct_colours_and_markers():
-    for m in tables.COMPARISON_METHODS:
+    for m in comparison.COMPARISON_METHODS:
         assert m in figures.METHOD_PALETTE and m in figures.METHOD_MARKERS and m in paper.METHOD_LABELS
     assert len(set(figures.METHOD_PALETTE.values())) == len(figures.METHOD_PALETTE)
     assert len(set(figures.METHOD_MARKERS.values())) == len(figures.METHOD_MARKERS)
@@ -157,7 +158,7 @@ def test_report_shows_comparison_and_pareto(tmp_path):
     figs = tmp_path / "figures"
     s = fixtures.synthetic_comparison_summary(datasets=("aime2024",))
     tables.write_tables(s, figs)
-    tables.write_comparison(s, figs)
+    comparison.write_comparison(s, figs)
     figures.save_figure(figures.pareto_view(s), "pareto_methods", figs)
     html = report.build_report(profile="methods", build_dir=tmp_path / "b", figures_dir=figs,
                                out_dir=tmp_path / "rep", render_notebooks=False).read_text()

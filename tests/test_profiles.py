@@ -64,7 +64,7 @@ experiments:
     paths = profiles.write_experiment_specs(prof, tmp_path / "out")
     from softthink.runs import RunSpec
 
-    assert RunSpec.from_yaml(paths["a-s"]).generation["think"]["max_topk"] == 3
+    assert RunSpec.from_yaml(paths["a-s"]).generation.think.max_topk == 3
 
 
 @pytest.mark.parametrize("body,match", [
@@ -131,7 +131,7 @@ def test_paired_notebooks_in_sync(tmp_path, monkeypatch):
     (nbdir / "tables.py").write_text(src.read_text())
     nb = jupytext.read(src)
     jupytext.write(nb, nbdir / "tables.ipynb")
-    monkeypatch.setattr(profiles, "notebooks_dir", lambda: nbdir)
+    monkeypatch.setattr(notebooks, "notebooks_dir", lambda: nbdir)
     assert notebooks.paired_out_of_sync() == []
     nb.cells[-1].source += "\nprint('edited in Lab')"
     jupytext.write(nb, nbdir / "tables.ipynb")

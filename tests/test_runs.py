@@ -445,8 +445,10 @@ def test_summarize_runs_frame_and_cli(tok, runs_root, tmp_path):
     assert set(df["n"]) == {2, 1} and (df["n_items"] == 3).all()
     assert ((0 <= df["pass@1"]) & (df["pass@1"] <= 100)).all()  # percent
     assert df.loc[1, "len_all_change%"] == pytest.approx(0.0)
-    for col in ("T", "top_p", "top_k", "min_p", "max_new_tokens", "grader_mode", "run_dir", "len_correct"):
+    for col in ("think.temperature", "think.top_p", "think.top_k", "think.min_p", "max_new_tokens", "grader_mode",
+                "run_dir", "len_correct", "row", "generation"):
         assert col in df.columns
+    assert list(df["row"]) == ["soft_no_cold_stop", "cot_sample"] and df["generation"][0]["method"] == "soft"
     # the tables module reads this frame
     from softthink import tables
 

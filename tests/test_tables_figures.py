@@ -15,18 +15,17 @@ QWQ = "Qwen/QwQ-32B"
 
 
 def _exact_summary():
-    """A summary in the runs.summarize_runs shape whose values equal the published cells exactly (QwQ-32B)."""
+    """A summary in the summaries.summarize_runs shape whose values equal the published cells exactly (QwQ-32B)."""
     rows = []
     for _, c in paper.published_cells().iterrows():
         if c.model != "QwQ-32B":
             continue
-        method = "soft" if c.method == "soft_no_cold_stop" else c.method
         if c.table == "table3" and c.method == "soft":
             continue  # the same run as the Table 1/2 cell
-        rows.append({"run": f"r-{c.table}-{c.method}-{c.dataset}", "model": QWQ, "dataset": c.dataset,
-                     "method": method, "cold_stop_tau": 0.0 if c.method == "soft_no_cold_stop" else 0.01,
-                     "grader": "v1-suite", "items": c.n_items, "n": c.n_samples, "pass@1": c.acc,
-                     "pass@1_std": 1.0, "len_correct": c.len_correct, "len_all": c.len_all})
+        rows.append(fixtures.summary_row(f"r-{c.table}-{c.method}-{c.dataset}", QWQ, c.dataset,
+                                         fixtures.generation_for_row(c.method), n_items=c.n_items, n=c.n_samples,
+                                         **{"pass@1": c.acc, "pass@1_std": 1.0}, len_correct=c.len_correct,
+                                         len_all=c.len_all))
     return pd.DataFrame(rows)
 
 
@@ -87,11 +86,12 @@ def test_unpublished_model_rows_and_partial_average():
 def test_auto_variant_splits_rows_with_different_settings():
     s = _exact_summary()
     soft = s[(s.method == "soft") & (s.dataset == "aime2024")]
-    s = pd.concat([s.assign(max_topk=10), soft.assign(max_topk=15, run="k15", **{"pass@1": 50.0})])
+    s = pd.concat([s.assign(**{"think.max_topk": 10}),
+                   soft.assign(run="k15", **{"think.max_topk": 15, "pass@1": 50.0})])
     tab = tables.main_table(s, "math")
     variants = set(tab.xs(("QwQ-32B", "soft"), level=("model", "method")).index)
-    assert variants == {"", "max_topk=15"}  # the common setting unlabelled, the extra run labelled
-    row = tab.loc[("QwQ-32B", "soft", "max_topk=15")]
+    assert variants == {"", "think.max_topk=15"}  # the common setting unlabelled, the extra run labelled
+    row = tab.loc[("QwQ-32B", "soft", "think.max_topk=15")]
     assert row[("acc", "aime2024", "ours")] == 50.0 and pd.isna(row[("acc", "math500", "ours")])
     assert row[("acc", "aime2024", "pub")] == 83.33  # published value beside every variant
 
