@@ -55,7 +55,8 @@ def comparison_frame(summary: pd.DataFrame | None, grader: str | None = "suite")
 
 
 def _method_rank(m: str) -> int:
-    return COMPARISON_METHODS.index(m) if m in COMPARISON_METHODS else len(COMPARISON_METHODS)
+    order = list(ROWS)  # read now: a method registered at run time has its place
+    return order.index(m) if m in order else len(order)
 
 
 def comparison_table(summary: pd.DataFrame | None, grader: str | None = "suite",

@@ -249,7 +249,7 @@ PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 TOP_LEVEL: dict[str, Any] = {
-    "method": _choice(*METHODS),
+    "method": lambda key, value: _choice(*_methods.METHODS)(key, value),  # the registry, read at validation time
     "preset": _choice(*PRESETS),
     "max_new_tokens": _int(1),
     "seed": _int(0),

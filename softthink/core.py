@@ -102,7 +102,7 @@ class Params:
         i = lambda v: f(int(v), torch.int64)  # noqa: E731
         b = lambda v: f(bool(v), torch.bool)  # noqa: E731
         return cls(
-            method=i(METHOD_CODES[cfg.method]),
+            method=i(method.code),
             temperature=f(0.0 if greedy_discrete else t.temperature),
             top_k=i(t.top_k),
             top_p=f(t.top_p),

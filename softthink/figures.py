@@ -34,14 +34,16 @@ FIG_FORMATS = ("png", "pdf")
 
 
 def method_color(method: str) -> tuple[float, float, float]:
-    if method not in METHOD_PALETTE:  # a method added later: deterministic extra colour
+    if method not in METHOD_PALETTE and method in ROWS:  # registered at run time
+        METHOD_PALETTE[method] = sns.color_palette(ROWS[method].color[0], 10)[ROWS[method].color[1]]
+    if method not in METHOD_PALETTE:  # not a registered row: deterministic extra colour
         extra = sns.color_palette("dark", 10)
         METHOD_PALETTE[method] = extra[sum(map(ord, method)) % 10]
     return METHOD_PALETTE[method]
 
 
 def method_marker(method: str) -> str:
-    return METHOD_MARKERS.get(method, "*")
+    return ROWS[method].marker if method in ROWS else "*"
 
 
 def method_label(method: str) -> str:
@@ -298,8 +300,8 @@ def length_distributions(samples: pd.DataFrame) -> plt.Figure:
     nrows = max(1, math.ceil(len(datasets) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False,
                              constrained_layout=True)
-    methods = [m for m in METHOD_ORDER if m in set(samples.get("method", []))] + sorted(
-        set(samples.get("method", [])) - set(METHOD_ORDER))
+    methods = [m for m in ROWS if m in set(samples.get("method", []))] + sorted(
+        set(samples.get("method", [])) - set(ROWS))
     for ax, ds in zip(axes.flat, datasets):
         sub = samples[samples.dataset == ds]
         order = [m for m in methods if m in set(sub.method)]
@@ -325,7 +327,7 @@ def acc_vs_length(summary: pd.DataFrame | None, length: str = "len_all") -> plt.
     df = tables.normalize(summary)
     models = list(dict.fromkeys(df.model)) or ["(none)"]
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.3), squeeze=False, constrained_layout=True)
-    methods = [m for m in METHOD_ORDER if m in set(df.method)] + sorted(set(df.method) - set(METHOD_ORDER))
+    methods = [m for m in ROWS if m in set(df.method)] + sorted(set(df.method) - set(ROWS))
     for ax, model in zip(axes.flat, models):
         sub = df[df.model == model]
         if sub.empty:
@@ -341,7 +343,7 @@ def acc_vs_length(summary: pd.DataFrame | None, length: str = "len_all") -> plt.
         leg = ax.get_legend()
         if leg is not None:
             for t in leg.get_texts():
-                t.set_text(method_label(t.get_text()) if t.get_text() in METHOD_PALETTE else
+                t.set_text(method_label(t.get_text()) if t.get_text() in ROWS else
                            paper.DATASET_LABELS.get(t.get_text(), t.get_text()))
             leg.set_title(None)
             for t in leg.get_texts():
@@ -394,7 +396,7 @@ def pareto_view(summary: pd.DataFrame | None, length: str = "len_all", grader: s
     nrows = max(1, math.ceil(len(datasets) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.5 * nrows + 0.9), squeeze=False,
                              constrained_layout=True)
-    methods = [m for m in METHOD_ORDER if m in set(df.method)] + sorted(set(df.method) - set(METHOD_ORDER))
+    methods = [m for m in ROWS if m in set(df.method)] + sorted(set(df.method) - set(ROWS))
     models = list(dict.fromkeys(df.model))
     styles = ["--", ":", "-.", (0, (5, 1))]
     for ax, ds in zip(axes.flat, datasets):

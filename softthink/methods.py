@@ -58,7 +58,7 @@ ROWS: dict[str, Method] = {m.name: m for m in [
     Method("soft", "Soft Thinking", ("colorblind", 2), "D", (K, MIN_P, TAU, L),
            code=0, cold_stop=True, sglang="driver", table3_label="Soft Thinking w/ Cold Stop"),
     Method("soft_no_cold_stop", "Soft Thinking w/o Cold Stop", ("colorblind", 3), "d", (K, MIN_P),
-           base="soft", when=(("cold_stop.threshold", 0.0),)),
+           base="soft", when=(("cold_stop.threshold", 0.0), ("noise.kind", "none"))),
     Method("avg_embedding", "Average Embedding", ("colorblind", 5), "P", (("k", "avg_embedding.k"),),
            code=3, cold_stop=True, section="avg_embedding", sglang="driver"),
     Method("coconut_tf", "COCONUT-TF", ("colorblind", 4), "X", (("h", "coconut.hidden"),),
@@ -79,8 +79,26 @@ ROWS: dict[str, Method] = {m.name: m for m in [
 ]}
 #: the values of the config key `method`, in display order
 METHODS: dict[str, Method] = {k: m for k, m in ROWS.items() if m.base is None}
-#: variant rows are matched in this order (a noise variant wins over "Cold Stop off")
-_VARIANT_ORDER = ("soft_gumbel", "soft_dirichlet", "soft_no_cold_stop")
+
+
+def register(method: Method) -> Method:
+    """Add a method or a variant row at run time (a plug-in, or a test): everything that reads the registry sees it.
+    A method needs a `code` that `core.step` implements; a variant needs a registered `base`."""
+    if method.name in ROWS:
+        raise ValueError(f"method {method.name!r} is already registered")
+    if method.base is None and method.code < 0:
+        raise ValueError(f"method {method.name!r}: give the core.step code it runs (code=...)")
+    if method.base is not None and method.base not in METHODS:
+        raise ValueError(f"variant {method.name!r}: base {method.base!r} is not a registered method")
+    ROWS[method.name] = method
+    if method.base is None:
+        METHODS[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    ROWS.pop(name, None)
+    METHODS.pop(name, None)
 
 
 def get(name: str) -> Method:
@@ -107,11 +125,10 @@ def setting(gen: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 
 def row_of(gen: Mapping[str, Any]) -> str:
-    """The table row of a run, from its resolved generation config: the first variant of its method whose `when`
-    settings it has, else the method itself."""
+    """The table row of a run, from its resolved generation config: the variant of its method whose `when` settings
+    it has (the `when` sets of one method's variants exclude each other), else the method itself."""
     method = gen.get("method")
-    for name in _VARIANT_ORDER:
-        v = ROWS[name]
+    for name, v in ROWS.items():
         if v.base == method and all(_same(setting(gen, k), want) for k, want in v.when):
             return name
     return str(method)

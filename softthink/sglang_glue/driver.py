@@ -52,10 +52,10 @@ def _parse_config(cfg_json: str):
 
 def check_config(cfg) -> None:
     """Refuse configurations the plugin cannot run (raised on the client side before anything is sent)."""
-    if cfg.method not in DRIVER_METHODS + NATIVE_METHODS:
+    if METHODS[cfg.method].sglang is None:
         raise PluginRequestError(
             f"method {cfg.method!r} is not supported by the sglang engine (supported: "
-            f"{', '.join(DRIVER_METHODS + NATIVE_METHODS)}); use the transformers engine (--engine hf)"
+            f"{', '.join(n for n, m in METHODS.items() if m.sglang)}); use the transformers engine (--engine hf)"
         )
     if cfg.phase.start != "think":
         raise PluginRequestError(
@@ -138,8 +138,9 @@ def check_widths(spec: RequestSpec, kmax: int, marker_max: int, vocab: Optional[
 def uses_driver(cfg) -> bool:
     """Soft methods always; discrete ones only with a thinking budget (stock SGLang cannot force the marker)."""
     # a thinking budget needs the driver's phase machine even for discrete CoT (NoThinking has no thinking)
-    native_with_budget = cfg.method in NATIVE_METHODS and not METHODS[cfg.method].nothinking and cfg.think.budget > 0
-    return cfg.method in DRIVER_METHODS or native_with_budget
+    method = METHODS[cfg.method]
+    native_with_budget = method.sglang == "native" and not method.nothinking and cfg.think.budget > 0
+    return method.sglang == "driver" or native_with_budget
 
 
 def soft_custom_params(cfg, marker_ids: Sequence[int], eos_id, uid: int = 0, answer: str = "driver") -> Dict:
