@@ -169,3 +169,30 @@ def test_cli_validate(capsys):
 
     assert main(["validate-params", "--profile", "ci"]) == 0
     assert "ci" in capsys.readouterr().out
+
+
+def test_notebook_parameter_types_come_from_the_typed_parameters_cell(tmp_path, monkeypatch):
+    """The annotations of a notebook's `parameters` cell are the only declaration of its parameter types."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "toy.py").write_text('# %% tags=["parameters"]\nwidth: int = 3  # a width\nname: str = "x"  # a name\n'
+                                  'ratio: float = 0.5  # a ratio\n\n# %%\nprint(width)\n')
+    (nbdir / "bad.py").write_text('# %% tags=["parameters"]\nthing: object = 3  # an untyped thing\n')
+    monkeypatch.setattr(notebooks, "notebooks_dir", lambda: nbdir)
+    notebooks.param_types.cache_clear()
+    try:
+        assert notebooks.param_types("toy") == {"width": int, "name": str, "ratio": float}
+        assert notebooks.notebook_params("toy", {"width": 4, "name": "y", "ratio": 1}).ratio == 1.0
+        with pytest.raises(ConfigError, match="'width' must be int"):
+            notebooks.notebook_params("toy", {"width": "4", "name": "y", "ratio": 1.0})
+        with pytest.raises(ConfigError, match="annotate it with one of"):
+            notebooks.param_types("bad")
+        with pytest.raises(ConfigError, match="unknown notebook"):
+            notebooks.param_types("missing")
+    finally:
+        monkeypatch.undo()
+        notebooks.param_types.cache_clear()
+    # the real notebooks: every profile's notebook_params keys are parameters of the notebook they name
+    for name in profiles.list_profiles():
+        for nb, values in profiles.load_profile(name).notebook_params.items():
+            assert set(values) <= set(notebooks.param_types(nb)), (name, nb)
