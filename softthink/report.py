@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from softthink.runs import read_run_config
+from softthink.store import SUMMARY_FILE, RunDir, read_jsonl, read_run_config
 
 GPQA = "gpqa_diamond"
 PACKAGES = ("softthink", "torch", "transformers", "sglang", "numpy", "pandas", "matplotlib", "seaborn", "papermill",
@@ -118,9 +118,7 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 
 def preview_samples(run_dir: str | os.PathLike, k: int = 2, max_chars: int = 600) -> list[dict[str, Any]]:
     """The first `k` samples of a run for display; GPQA rows carry no text at all."""
-    from softthink import runs
-
-    rd = runs.RunDir.open(run_dir)
+    rd = RunDir.open(run_dir)
     dataset = rd.spec.dataset if rd.spec else None
     out = []
     for s in rd.samples()[:k]:
@@ -165,9 +163,7 @@ def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30)
         cfg = read_run_config(p)
         if cfg is None or cfg.get("spec", {}).get("dataset") != GPQA:
             continue
-        from softthink.runs import read_jsonl
-
-        for s in read_jsonl(p / "samples.jsonl") if (p / "samples.jsonl").exists() else []:
+        for s in read_jsonl(p / SAMPLES_FILE):
             t = " ".join(str(s.get("text") or "").split())
             # a degenerate completion opening (e.g. COCONUT-TF's "_-----…" collapse) carries no GPQA text and would
             # match any other run's identical collapse: only openings with some variety are guarded
@@ -251,8 +247,8 @@ def _runs_section(runs: Sequence[str]) -> str:
         if cfg is None:
             continue
         summ = {}
-        if (p / "summary.json").exists():
-            summ = json.loads((p / "summary.json").read_text())
+        if (p / SUMMARY_FILE).exists():
+            summ = json.loads((p / SUMMARY_FILE).read_text())
         spec = cfg.get("spec", {})
         g = next(iter((summ.get("grades") or {}).values()), {}) if summ else {}
         acc = f"{100 * g['pass@1']:.2f}" if g.get("pass@1") is not None else "—"
