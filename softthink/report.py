@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from softthink.store import SUMMARY_FILE, RunDir, read_jsonl, read_run_config
+from softthink.store import SAMPLES_FILE, SUMMARY_FILE, RunDir, read_jsonl, read_run_config
 
 GPQA = "gpqa_diamond"
 PACKAGES = ("softthink", "torch", "transformers", "sglang", "numpy", "pandas", "matplotlib", "seaborn", "papermill",
