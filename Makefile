@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: env test reproduce hello bench bench-sglang figures report sweep lab data test-sglang gpu-check clean
+.PHONY: env test reproduce hello bench bench-sglang figures report sweep lab lab-check data test-sglang gpu-check clean
 
 env: $(STAMP)
 
@@ -62,9 +62,37 @@ sweep: $(STAMP)
 report: $(STAMP)
 	$(PYTHON) -m softthink report --profile $(PROFILE)
 
+# JupyterLab on notebooks/. A double-click on a .py notebook opens it as a notebook (jupytext's "Jupytext Notebook"
+# viewer), not as text: notebooks/jupyterlab-overrides.json goes into the lab settings of this environment
+# (<env>/share/jupyter/lab/settings/overrides.d/), so ~/.jupyter and other environments are left alone.
+define LAB_SETUP
+	$(PYTHON) -m pip install -q -e ".[lab]" $(1)
+	@$(BIN)/jupyter labextension list 2>&1 | grep -q "jupyterlab-jupytext.*enabled" || \
+	  { echo "jupytext's JupyterLab extension (jupyterlab-jupytext) is missing: .py files cannot open as notebooks"; exit 1; }
+	@d=$$($(PYTHON) -c "from jupyterlab.commands import get_app_dir; print(get_app_dir())")/settings/overrides.d && \
+	  mkdir -p "$$d" && cp notebooks/jupyterlab-overrides.json "$$d/softthink.json" && \
+	  echo "JupyterLab: .py notebooks open as notebooks ($$d/softthink.json)"
+endef
+
 lab: $(STAMP)
-	$(PYTHON) -m pip install -q -e ".[lab]"
-	$(BIN)/jupyter lab notebooks/
+	$(call LAB_SETUP)
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# the browser check of `make lab` (tests/lab/check_lab_opens_notebooks.py): headless Chromium double-clicks explore.py
+# with and without the setting; screenshots in build/lab-check/. Not part of `make test` (a browser, ~1 minute).
+# Debian's Chromium, driven by Playwright for Python (no `playwright install` browser download).
+CHROMIUM ?= /usr/bin/chromium
+lab-check: $(STAMP)
+	$(call LAB_SETUP,"playwright>=1.40")
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium (apt-get; needs root or sudo)"; \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium || \
+	      { echo "apt-get could not install chromium: install it, or make lab-check CHROMIUM=/path/to/chromium"; exit 1; }; \
+	  else echo "no Chromium at $(CHROMIUM) and no apt-get: install Chromium, then make lab-check CHROMIUM=/path/to/it"; \
+	    exit 1; fi; fi
+	$(PYTHON) tests/lab/check_lab_opens_notebooks.py --chromium $(CHROMIUM)
 
 data: $(STAMP)
 	$(PYTHON) -m pip install -q -e ".[data]"
