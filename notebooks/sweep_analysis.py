@@ -41,7 +41,8 @@ fig = figures.sweep_heatmaps(sweep)
 outputs = figures.save_figure(fig, "sweep_heatmaps", P.out_dir)
 os.makedirs(P.out_dir, exist_ok=True)
 if len(sweep):
-    sweep[["dataset", *keys, "pass@1", "len_all", "len_correct"]].to_csv(f"{P.out_dir}/sweep.csv", index=False)
+    sweep[["dataset", *keys, "pass@1", "len_all", "len_correct"]].rename(columns=summaries.SETTING_LABELS).to_csv(
+        f"{P.out_dir}/sweep.csv", index=False)
     outputs.append(f"{P.out_dir}/sweep.csv")
 plt.show()
 

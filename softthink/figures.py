@@ -61,7 +61,7 @@ def save_figure(fig: plt.Figure, name: str, outdir: str | Path = "figures", form
     paths = []
     for fmt in formats:
         p = outdir / f"{name}.{fmt}"
-        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "pdf" else None)
+        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf" else None)
         paths.append(str(p))
     return paths
 

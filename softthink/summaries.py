@@ -16,6 +16,10 @@ from softthink.store import RunDir, expected_samples, load_grades, write_json_at
 #: the generation settings every reported number carries (docs/design/evaluation.md §5), by their config keys
 SETTING_KEYS = ("method", "preset", "think.temperature", "think.top_p", "think.top_k", "think.min_p", "think.max_topk",
                 "max_new_tokens", "cold_stop.threshold", "cold_stop.length", "answer.mode", "noise.kind", "seed")
+#: how a setting is printed where space is short (variant labels in tables, sweep.csv headers); display only
+SETTING_LABELS = {"think.temperature": "T", "think.top_p": "top_p", "think.top_k": "top_k", "think.min_p": "min_p",
+                  "think.max_topk": "max_topk", "cold_stop.threshold": "cold_stop_tau", "cold_stop.length": "cold_stop_L",
+                  "answer.mode": "answer_mode", "noise.kind": "noise"}
 
 
 def summarize_dir(run_dir: str | os.PathLike | RunDir) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from softthink import paper
 from softthink.methods import row_of
-from softthink.summaries import SETTING_KEYS
+from softthink.summaries import SETTING_KEYS, SETTING_LABELS
 
 NORMAL_COLUMNS = ["model", "method", "variant", "dataset", "acc", "acc_std", "len_correct", "len_all", "n", "n_items",
                   "run_dir", "grader_mode", "aime2024_key"]
@@ -52,7 +52,7 @@ def row_key(method: str, cold_stop_threshold: float | None = None, noise: str | 
 
 
 # settings that tell two runs of one (model, row, dataset) cell apart
-SETTING_COLUMNS = ["n", "engine", *[k for k in SETTING_KEYS if k != "method"]]
+SETTING_COLUMNS = ["preset", "n", *[k for k in SETTING_KEYS if k not in ("method", "preset")], "engine"]
 
 
 def _auto_variant(df: pd.DataFrame, out: pd.DataFrame) -> pd.Series:
@@ -73,7 +73,8 @@ def _auto_variant(df: pd.DataFrame, out: pd.DataFrame) -> pd.Series:
         for i in idx:
             if key[i] != modal and dup[i]:
                 ref = dict(zip(cols, modal.split("|")))
-                variant[i] = ", ".join(f"{c}={df.at[i, c]}" for c in cols if str(df.at[i, c]) != ref[c])
+                variant[i] = ", ".join(f"{SETTING_LABELS.get(c, c)}={df.at[i, c]}" for c in cols
+                                       if str(df.at[i, c]) != ref[c])
     return variant
 
 

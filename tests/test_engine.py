@@ -237,7 +237,7 @@ def test_cli_generate_writes_jsonl(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("model: tiny-random-qwen2\nprompts: ['What is 1+1?', 'Hi']\ngeneration:\n  max_new_tokens: 12\n")
     out = tmp_path / "out.jsonl"
-    assert cli.main(["generate", "--config", str(good), "--set", "think.max_topk=3", "--out", str(out)]) == 0
+    assert cli.main(["generate", "--config", str(good), "--set", "generation.think.max_topk=3", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == [0, 1]
     assert all(r["num_tokens"] <= 12 and r["finish_reason"] in ("eos", "length") for r in rows)
