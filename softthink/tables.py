@@ -48,7 +48,7 @@ def model_display_name(model: Any) -> str:
 
 def row_key(method: str, cold_stop_threshold: float | None = None, noise: str | None = None) -> str:
     """Deprecated (use `softthink.methods.row_of(generation)`): the table row of a method with these settings."""
-    return row_of({"method": method, "cold_stop": {"threshold": cold_stop_threshold}, "noise": {"kind": noise}})
+    return row_of({"method": method, "cold_stop": {"threshold": cold_stop_threshold}, "noise": {"kind": noise or "none"}})
 
 
 # settings that tell two runs of one (model, row, dataset) cell apart

@@ -15,7 +15,9 @@ from softthink.methods import row_of  # noqa: E402
 
 
 def _row_key(spec):
-    return row_of(spec["generation"])
+    from softthink.runspec import RunSpec
+
+    return row_of(RunSpec.from_dict(spec).generation.to_dict())  # rows are read off resolved configs
 
 
 def test_methods_profile_covers_every_method_on_the_demo_slices():
