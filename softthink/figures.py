@@ -307,8 +307,11 @@ def length_distributions(samples: pd.DataFrame) -> plt.Figure:
         order = [m for m in methods if m in set(sub.method)]
         sns.boxplot(data=sub, x="method", y="num_tokens", hue="method", order=order, hue_order=order,
                     palette=palette_for(order), ax=ax, showfliers=False, legend=False, width=0.6)
+        state = np.random.get_state()  # seaborn jitters with numpy's global generator: a fixed seed, the same figure
+        np.random.seed(0)
         sns.stripplot(data=sub, x="method", y="num_tokens", order=order, color="black", size=3, alpha=0.6, ax=ax,
                       jitter=0.2)
+        np.random.set_state(state)
         ax.set_title(paper.DATASET_LABELS.get(ds, ds))
         ax.set_xlabel("method")
         ax.set_ylabel("generated tokens per sample")
