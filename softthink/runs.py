@@ -471,11 +471,9 @@ def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_HASH_CACHE[key] = h.hexdigest()
+        from softthink.files import sha256_file
+
+        _FILE_HASH_CACHE[key] = sha256_file(path)
     return _FILE_HASH_CACHE[key]
 
 
