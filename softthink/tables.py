@@ -439,7 +439,7 @@ def table_summary_json(summary: pd.DataFrame | None) -> dict[str, Any]:
 
 COMPARISON_METHODS = ["cot_sample", "cot_greedy", "nothinking", "soft", "soft_no_cold_stop", "avg_embedding",
                       "coconut_tf", "soft_gumbel", "soft_dirichlet", "moi", "swir", "thinkrouter"]
-COMPARISON_DATASETS = paper.MATH_DATASETS + paper.CODE_DATASETS
+COMPARISON_DATASETS = paper.TABLE1_DATASETS + paper.TABLE2_DATASETS
 COMPARISON_METRICS = ["acc", "len_correct", "len_all", "pass@k"]
 COMPARISON_HEADS = {"acc": "Accuracy (pass@1, %)", "len_correct": "Len-Correct (tokens)", "len_all": "Len-All (tokens)",
                     "pass@k": "pass@k (%, unbiased estimator, k = n samples per item; runs with n > 1 only)"}
