@@ -27,6 +27,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 from softthink.files import repo_root, sha256_file  # noqa: F401  (data.sha256_file, data.repo_root: public names)
@@ -93,6 +94,26 @@ def names(kind: str | None = None) -> tuple[str, ...]:
     """Registered dataset names (of one ``kind``), in registry order. Read at call time: a benchmark registered
     later (``DATASETS[spec.name] = spec``) is included."""
     return tuple(n for n, s in DATASETS.items() if kind is None or s.kind == kind)
+
+
+class RegistryField(Mapping):
+    """Read-only ``{name: getattr(spec, attr)}`` over :data:`DATASETS`, read at each access (``paper.DATASET_LABELS``
+    is ``RegistryField("label")``: a benchmark registered later has its label in every table and figure)."""
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(DATASETS[name], self.attr)
+
+    def __iter__(self):
+        return iter(list(DATASETS))
+
+    def __len__(self) -> int:
+        return len(DATASETS)
+
+    def __repr__(self) -> str:
+        return f"RegistryField({self.attr!r}: {dict(self)!r})"
 
 
 def dataset_spec(name: str) -> DatasetSpec:

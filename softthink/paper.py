@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from softthink.data import DATASETS
+from softthink.data import RegistryField
 
 PAPER = {"arxiv": "2505.15778", "version": "v1", "title": "Soft Thinking: Unlocking the Reasoning Potential of LLMs "
          "in Continuous Concept Space", "tables_checked": "v1 (camera-ready not checked)"}
@@ -51,9 +51,9 @@ TABLE3_LABELS = {**METHOD_LABELS, "soft": "Soft Thinking w/ Cold Stop"}
 TABLE1_DATASETS = ["math500", "aime2024", "gsm8k", "gpqa_diamond"]
 TABLE2_DATASETS = ["humaneval", "mbpp", "livecodebench"]
 ABLATION_DATASETS = ["aime2024", "livecodebench"]  # Table 3
-# labels and sizes come from the benchmark registry (softthink.data.DATASETS)
-DATASET_LABELS = {name: spec.label for name, spec in DATASETS.items()}
-DATASET_SIZES = {name: spec.count for name, spec in DATASETS.items()}
+# labels and sizes come from the benchmark registry (softthink.data.DATASETS), read at each lookup
+DATASET_LABELS = RegistryField("label")
+DATASET_SIZES = RegistryField("count")
 DOMAINS = {"math": TABLE1_DATASETS, "code": TABLE2_DATASETS}
 N_SAMPLES = {"cot_sample": 16, "cot_greedy": 1, "soft": 1, "soft_no_cold_stop": 1, "coconut_tf": 1,
              "avg_embedding": 1}
