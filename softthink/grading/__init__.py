@@ -16,13 +16,16 @@ import os
 import threading
 from typing import Any, Iterable, Sequence
 
-from softthink.answers import THINK_END, answer_section, boxed_contents, last_boxed
 from softthink.data import DATASETS, names
 from softthink.grading import code
 from softthink.grading.common import GRADER_VERSION, MODES, Grade
 from softthink.grading.gpqa import extract_gpqa_letter, grade_gpqa
-from softthink.grading.math import (OUTER_TIMEOUT_S, PARSE_TIMEOUT_S, VERIFY_TIMEOUT_S, MathGradePool,
-                                    _contended_job, _hang_job, _payload, default_context, grade_math)
+from softthink.grading.math import OUTER_TIMEOUT_S, MathGradePool, grade_math
+
+# names this module had when it was one file (extraction helpers, pool settings and test hooks), still importable here
+from softthink.answers import THINK_END, answer_section, boxed_contents, last_boxed  # noqa: E402,F401
+from softthink.grading.math import (PARSE_TIMEOUT_S, VERIFY_TIMEOUT_S, _contended_job, _hang_job,  # noqa: E402,F401
+                                    _payload, default_context)
 
 __all__ = ["GRADER_VERSION", "MODES", "Grade", "MathGradePool", "answer_section", "boxed_contents",
            "extract_gpqa_letter", "grade", "grade_gpqa", "grade_many", "grade_math", "last_boxed"]
