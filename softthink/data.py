@@ -25,9 +25,9 @@ import gzip
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Sequence
 
 from softthink.files import repo_root, sha256_file  # noqa: F401  (data.sha256_file, data.repo_root: public names)
@@ -74,6 +74,7 @@ class DatasetSpec:
     optional_files: tuple[str, ...] = ()
 
 
+# name, kind, files, count, label, title, prompt, grader
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("aime2024", "math", ("aime2024.json",), 30, "AIME24", "AIME 2024", "math", "math_expr"),
     DatasetSpec("aime2025", "math", ("aime2025.json",), 30, "AIME25", "AIME 2025", "math", "math_expr"),

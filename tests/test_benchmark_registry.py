@@ -1,8 +1,8 @@
 """The benchmark registry (softthink.data.DATASETS) drives every dataset list.
 
 * A toy math benchmark added the way docs/architecture.md "How to add a benchmark" says -- one DatasetSpec and a data
-  file, nothing else -- loads, gets the math prompt, is graded in-process and in the killable pool, and has its label
-  in the tables.
+  file, nothing else -- loads, gets the math prompt, is graded in-process and in the killable pool (whose workers never
+  see the registration), and has its label in the tables.
 * No module restates a list of dataset names: a tuple/list/set literal of two or more registered names appears only in
   the registry itself and in the published tables' columns (paper.py).
 """
@@ -11,13 +11,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from softthink import data, paper, prompts
 from softthink.data import DatasetSpec, Item, load_dataset
-from softthink.grading import grade, grade_many
+from softthink.grading import grade
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,11 +50,29 @@ def test_toy_math_benchmark_through_the_registry_alone(toy):
     assert g.correct is True and g.detail["path"] == "boxed"
     assert grade("toy", item, "I think 42.</think>\n\\boxed{41}").correct is False
 
-    # the pool's workers get the gold format, not the name: a benchmark registered at run time grades there too
-    jobs = [(it, f"</think>\\boxed{{{it.answer}}}") for it in ds] + [(ds.items[1], "</think>\\boxed{5}")]
-    assert [g.correct for g in grade_many("toy", jobs, workers=1)] == [True, True, True, False]
-
     assert paper.DATASET_LABELS["toy"] == "TOY" and paper.DATASET_SIZES["toy"] == 3
+
+
+POOLED = """
+import json
+from softthink import data
+from softthink.data import DatasetSpec, load_dataset
+from softthink.grading import grade_many
+
+data.DATASETS["toy"] = DatasetSpec("toy", "math", ("toy.json",), 3, "TOY", "Toy arithmetic", "math", "math_expr")
+ds = load_dataset("toy")
+jobs = [(it, "</think>\\\\boxed{%s}" % it.answer) for it in ds] + [(ds.items[1], "</think>\\\\boxed{5}")]
+print(json.dumps([g.correct for g in grade_many("toy", jobs, workers=1)]))
+"""
+
+
+def test_pool_grades_a_benchmark_registered_at_run_time(toy):
+    # the pool's workers get the gold format, not the name (they never see the registration). In a fresh process:
+    # the pool's fork server would otherwise outlive this test as a child of the test process.
+    res = subprocess.run([sys.executable, "-c", POOLED], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [True, True, True, False]
 
 
 def test_gold_format_comes_from_the_registry(toy, monkeypatch):
