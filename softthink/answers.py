@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-THINK_END = "</think>"
+THINK_END = "</think>"  # the one definition: math, GPQA and code grading and the judge import it
 
 
 def answer_section(text: str) -> tuple[str, bool]:

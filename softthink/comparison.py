@@ -16,7 +16,7 @@ from softthink.methods import ROWS, params_label
 from softthink.tables import DASH, _fmt, normalize, select_grader
 
 COMPARISON_METHODS = list(ROWS)  # every row of softthink/methods.py, in its display order
-COMPARISON_DATASETS = paper.DOMAINS["math"] + paper.DOMAINS["code"]
+COMPARISON_DATASETS = paper.TABLE1_DATASETS + paper.TABLE2_DATASETS
 COMPARISON_METRICS = ["acc", "len_correct", "len_all", "pass@k"]
 COMPARISON_HEADS = {"acc": "Accuracy (pass@1, %)", "len_correct": "Len-Correct (tokens)", "len_all": "Len-All (tokens)",
                     "pass@k": "pass@k (%, unbiased estimator, k = n samples per item; runs with n > 1 only)"}

@@ -1,4 +1,8 @@
-"""Benchmark data: the nine datasets of the paper, loaded from the shipped JSON files.
+"""Benchmark data: the registry :data:`DATASETS` and the loader of the shipped JSON files.
+
+:data:`DATASETS` is the one list of benchmarks: kind, files, size, prompt builder, grader and display labels of each.
+Prompts, graders, tables and figures look a dataset up there and keep no list of their own; adding a benchmark is a
+:class:`DatasetSpec` entry plus its data file (docs/architecture.md, "How to add a benchmark").
 
 Rules (docs/design/evaluation.md §1):
 
@@ -18,13 +22,15 @@ Rules (docs/design/evaluation.md §1):
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from softthink.files import repo_root, sha256_file  # noqa: F401  (data.sha256_file, data.repo_root: public names)
 
 ENV_VAR = "SOFTTHINK_DATA_DIR"
 FETCH_COMMAND = "make data  (= python -m softthink data fetch --dest ./data)"
@@ -48,27 +54,76 @@ SHA256: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Registry entry: grader kind, the files read (the first is the main file), expected item count."""
+    """One benchmark: everything the loader, prompts, graders, tables and figures need to know about it.
+
+    ``kind`` picks the grader family (math | gpqa | code); ``prompt`` the builder in ``softthink.prompts.BUILDERS``
+    (math | gpqa | humaneval | mbpp | livecodebench); ``grader`` how that family reads the gold: for math
+    ``math_expr`` (a plain number or expression, parsed by math-verify's ``ExprExtractionConfig``) or ``math_latex``
+    (wrapped as ``$gold$`` and parsed as LaTeX); ``gpqa`` (a letter A-D); for code the program shape
+    ``humaneval`` | ``mbpp`` | ``livecodebench``. ``files``: the files read (the first is the main JSON list);
+    ``count``: the expected number of items; ``label``/``title``: table column and long names."""
 
     name: str
-    kind: str  # math | gpqa | code
+    kind: str
     files: tuple[str, ...]
     count: int
+    label: str
+    title: str
+    prompt: str
+    grader: str
     optional_files: tuple[str, ...] = ()
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "aime2024": DatasetSpec("aime2024", "math", ("aime2024.json",), 30),
-    "aime2025": DatasetSpec("aime2025", "math", ("aime2025.json",), 30),
-    "amc23": DatasetSpec("amc23", "math", ("amc23.json",), 40),
-    "math500": DatasetSpec("math500", "math", ("math500.json",), 500),
-    "gsm8k": DatasetSpec("gsm8k", "math", ("gsm8k.json",), 1319),
-    "gpqa_diamond": DatasetSpec("gpqa_diamond", "gpqa", ("gpqa_diamond.json",), 198),
-    "humaneval": DatasetSpec("humaneval", "code", ("humaneval.json", "HumanEval.jsonl.gz"), 164),
-    "mbpp": DatasetSpec("mbpp", "code", ("mbpp.json",), 257),
-    "livecodebench": DatasetSpec("livecodebench", "code", ("livecodebench.json",), 279,
-                                 optional_files=(LCB_TESTS_FILE,)),
-}
+# name, kind, files, count, label, title, prompt, grader
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
+    DatasetSpec("aime2024", "math", ("aime2024.json",), 30, "AIME24", "AIME 2024", "math", "math_expr"),
+    DatasetSpec("aime2025", "math", ("aime2025.json",), 30, "AIME25", "AIME 2025", "math", "math_expr"),
+    DatasetSpec("amc23", "math", ("amc23.json",), 40, "AMC23", "AMC 2023", "math", "math_latex"),
+    DatasetSpec("math500", "math", ("math500.json",), 500, "MATH500", "MATH-500", "math", "math_latex"),
+    DatasetSpec("gsm8k", "math", ("gsm8k.json",), 1319, "GSM8K", "GSM8K", "math", "math_expr"),
+    DatasetSpec("gpqa_diamond", "gpqa", ("gpqa_diamond.json",), 198, "GPQA-D", "GPQA Diamond", "gpqa", "gpqa"),
+    DatasetSpec("humaneval", "code", ("humaneval.json", "HumanEval.jsonl.gz"), 164, "HumanEval", "HumanEval",
+                "humaneval", "humaneval"),
+    DatasetSpec("mbpp", "code", ("mbpp.json",), 257, "MBPP", "MBPP (sanitized)", "mbpp", "mbpp"),
+    DatasetSpec("livecodebench", "code", ("livecodebench.json",), 279, "LiveCodeBench", "LiveCodeBench v5",
+                "livecodebench", "livecodebench", optional_files=(LCB_TESTS_FILE,)),
+]}
+KINDS = ("math", "gpqa", "code")
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Registered dataset names (of one ``kind``), in registry order. Read at call time: a benchmark registered
+    later (``DATASETS[spec.name] = spec``) is included."""
+    return tuple(n for n, s in DATASETS.items() if kind is None or s.kind == kind)
+
+
+class RegistryField(Mapping):
+    """Read-only ``{name: getattr(spec, attr)}`` over :data:`DATASETS`, read at each access (``paper.DATASET_LABELS``
+    is ``RegistryField("label")``: a benchmark registered later has its label in every table and figure)."""
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(DATASETS[name], self.attr)
+
+    def __iter__(self):
+        return iter(list(DATASETS))
+
+    def __len__(self) -> int:
+        return len(DATASETS)
+
+    def __repr__(self) -> str:
+        return f"RegistryField({self.attr!r}: {dict(self)!r})"
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registry entry of ``name``; a KeyError naming the known datasets otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
 
 AIME2024_FIX_INDEX = 22
 AIME2024_ORIGINAL_GOLD = "480"
@@ -120,11 +175,6 @@ class Dataset:
 
 # ------------------------------------------------------------------------------------------------ folders
 
-def repo_root() -> Path:
-    """The repository root: the folder above the ``softthink`` package."""
-    return Path(__file__).resolve().parent.parent
-
-
 def candidate_dirs() -> list[Path]:
     """Folders searched for data, in order, without duplicates (see the module docstring)."""
     cands: list[Path] = []
@@ -146,7 +196,7 @@ def candidate_dirs() -> list[Path]:
 
 def find_data_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """First folder holding every required file of dataset ``name``; raises :class:`DataNotFound`."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     dirs = [Path(data_dir)] if data_dir is not None else candidate_dirs()
     for d in dirs:
         if all((d / f).is_file() for f in spec.files):
@@ -167,24 +217,9 @@ def _find_optional(filename: str, first: Path) -> Path | None:
 
 # ------------------------------------------------------------------------------------------------ loading
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
-
-
 def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, aime2024_key: str = "fixed") -> Dataset:
     """Load benchmark ``name`` (see :data:`DATASETS`) into a :class:`Dataset`."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     if aime2024_key not in ("fixed", "original"):
         raise ValueError(f"aime2024_key must be 'fixed' or 'original', not {aime2024_key!r}")
     folder = find_data_dir(name, data_dir)
@@ -195,7 +230,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, aime20
     records = json.loads((folder / spec.files[0]).read_text(encoding="utf-8"))
     if not isinstance(records, list):
         raise ValueError(f"{folder / spec.files[0]}: expected a JSON list of records")
-    ds.items = [_make_item(name, i, r) for i, r in enumerate(records)]
+    ds.items = [_make_item(spec.grader, i, r) for i, r in enumerate(records)]
 
     if name == "aime2024":
         ds.options["aime2024_key"] = aime2024_key
@@ -229,22 +264,23 @@ def _warn(ds: Dataset, msg: str) -> None:
     warnings.warn(msg, stacklevel=3)
 
 
-def _make_item(name: str, index: int, rec: dict[str, Any]) -> Item:
+def _make_item(grader: str, index: int, rec: dict[str, Any]) -> Item:
+    """One record as an Item; the fields a grader needs are taken by the spec's ``grader`` (record shape)."""
     question = rec["prompt"][0]["value"]
     answer = rec["final_answer"]
     meta: dict[str, Any] = {}
     item_id = str(index)
-    if name == "gpqa_diamond":
+    if grader == "gpqa":
         meta["choices"] = dict(rec["choices"])
-    elif name == "humaneval":
+    elif grader == "humaneval":
         item_id = answer["task_id"]
         meta.update(task_id=answer["task_id"], entry_point=answer["entry_point"], test=answer["test"],
                     canonical_solution=answer["canonical_solution"], prompt=question)
-    elif name == "mbpp":
+    elif grader == "mbpp":
         item_id = str(answer["task_id"])
         meta.update(task_id=answer["task_id"], test_list=list(answer["test_list"]),
                     test_import=list(answer.get("test_import") or []), code=answer["code"])
-    elif name == "livecodebench":
+    elif grader == "livecodebench":
         item_id = answer["question_id"]
         meta.update(answer)
         meta.update(_lcb_derived(answer))

@@ -34,12 +34,11 @@ FIG_FORMATS = ("png", "pdf")
 
 
 def method_color(method: str) -> tuple[float, float, float]:
-    if method not in METHOD_PALETTE and method in ROWS:  # registered at run time
-        METHOD_PALETTE[method] = sns.color_palette(ROWS[method].color[0], 10)[ROWS[method].color[1]]
-    if method not in METHOD_PALETTE:  # not a registered row: deterministic extra colour
-        extra = sns.color_palette("dark", 10)
-        METHOD_PALETTE[method] = extra[sum(map(ord, method)) % 10]
-    return METHOD_PALETTE[method]
+    if method in ROWS:  # read now: a method registered at run time has its colour
+        palette, index = ROWS[method].color
+        return sns.color_palette(palette, 10)[index]
+    # not a registered row: a deterministic extra colour
+    return sns.color_palette("dark", 10)[sum(map(ord, method)) % 10]
 
 
 def method_marker(method: str) -> str:

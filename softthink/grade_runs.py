@@ -138,7 +138,9 @@ def grade_in_subprocess(run_dirs: Sequence[str | os.PathLike], mode: str | None 
             cmd += ["--regrade"]
         cmd += [str(d) for d in run_dirs]
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        from softthink.files import repo_root
+
+        root = str(repo_root())
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
             res = subprocess.run(cmd, env=env, timeout=timeout_s, capture_output=True, text=True)

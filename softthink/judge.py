@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from softthink.answers import THINK_END, answer_section  # noqa: F401  (judge.THINK_END: an old public name)
+
 PROMPT_VERSION = "suite-judge-1"
 TAIL_CHARS = 2000
-THINK_END = "</think>"
 DEFAULT_MODEL = "gpt-4.1-2025-04-14"
 DEFAULT_CACHE_DIR = "cache/judge"
 PARAMS = {"temperature": 0.0, "max_tokens": 8}
@@ -48,9 +49,9 @@ OK_STATUSES = ("yes", "no", "skipped_rule_correct")
 
 def answer_part(completion: str, tail_chars: int = TAIL_CHARS) -> tuple[str, str]:
     """(text shown to the judge, which part): after the last ``</think>``, else the last ``tail_chars`` characters."""
-    pos = completion.rfind(THINK_END)
-    if pos >= 0:
-        return completion[pos + len(THINK_END):].strip(), "after_think"
+    section, has_end = answer_section(completion)
+    if has_end:
+        return section.strip(), "after_think"
     return completion[-tail_chars:].strip(), "tail"
 
 

@@ -10,7 +10,6 @@ Aliases:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -43,12 +42,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SOFTTHINK_CACHE", Path.home() / ".cache" / "softthink"))
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from softthink.files import sha256_file  # noqa: E402,F401  (models.sha256_file: the one helper, softthink/files.py)
 
 
 def load_model(spec: str, device: str = "cpu", dtype: Any = None):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from softthink.config import ConfigError
-from softthink.data import repo_root
+from softthink.files import repo_root
 
 KERNEL_NAME = "softthink"
 NOTEBOOKS = ("generate", "grade", "tables", "figures", "explore", "sweep_analysis")

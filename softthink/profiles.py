@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from softthink.config import ConfigError
-from softthink.data import repo_root
+from softthink.files import repo_root
 from softthink.notebooks import ANALYSIS_NOTEBOOKS, param_types
 
 PROFILE_FILE = "_profile.yaml"

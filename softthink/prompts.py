@@ -2,6 +2,7 @@
 
 Rules:
 
+* Which builder a dataset gets is its registry entry's ``prompt`` style (``softthink.data.DATASETS``; :data:`BUILDERS`).
 * One user turn, no system message; the text below is rendered with the model's chat template by
   :func:`softthink.chat.render_chat` (``add_generation_prompt=True`` plus an opened think block).
 * The official templates are triple-quoted strings ``.strip()``-ed *before* ``.format``, so the question is inserted verbatim
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
+from typing import Any, Callable
+
+from softthink.data import DATASETS, names
 
 PROMPT_VERSION = "official-b97407c/1"
-
-MATH_DATASETS = ("aime2024", "aime2025", "amc23", "math500", "gsm8k")
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 GPQA_INSTRUCTION = ("Please solve the following multiple-choice question. Please show your choice in the answer field "
@@ -74,20 +75,30 @@ def lcb_prompt(question: str, starter_code: str) -> str:
     return text
 
 
+# prompt style (``DatasetSpec.prompt`` in softthink.data) -> builder(question text, item)
+BUILDERS: dict[str, Callable[[str, Any], str]] = {
+    "math": lambda q, item: math_prompt(q),
+    "gpqa": lambda q, item: gpqa_prompt(q),
+    "humaneval": lambda q, item: humaneval_prompt(q),
+    "mbpp": lambda q, item: mbpp_prompt(q, item.meta["test_list"]),
+    "livecodebench": lambda q, item: lcb_prompt(q, item.meta.get("starter_code") or ""),
+}
+
+
 def build_user_prompt(dataset: str, item: Any, *, question: str | None = None) -> str:
     """The user-turn text for ``item`` of ``dataset``. ``question`` overrides the item's text (GPQA per-sample order)."""
     q = item.question if question is None else question
-    if dataset in MATH_DATASETS:
-        return math_prompt(q)
-    if dataset == "gpqa_diamond":
-        return gpqa_prompt(q)
-    if dataset == "humaneval":
-        return humaneval_prompt(q)
-    if dataset == "mbpp":
-        return mbpp_prompt(q, item.meta["test_list"])
-    if dataset == "livecodebench":
-        return lcb_prompt(q, item.meta.get("starter_code") or "")
-    raise KeyError(f"no prompt for dataset {dataset!r}")
+    spec = DATASETS.get(dataset)
+    if spec is None or spec.prompt not in BUILDERS:
+        raise KeyError(f"no prompt for dataset {dataset!r}")
+    return BUILDERS[spec.prompt](q, item)
+
+
+def __getattr__(name: str) -> Any:
+    # deprecated (one release): the math datasets, now read from the registry (softthink.data.names("math"))
+    if name == "MATH_DATASETS":
+        return names("math")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render_prompt(tokenizer: Any, dataset: str, item: Any, *, nothinking: bool = False,

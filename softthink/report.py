@@ -26,9 +26,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from softthink.files import repo_root
 from softthink.store import SAMPLES_FILE, SUMMARY_FILE, RunDir, read_jsonl, read_run_config
 
-GPQA = "gpqa_diamond"
+def _is_gpqa(dataset: str | None) -> bool:
+    """GPQA-like benchmarks (the registry's kind "gpqa") keep their texts out of anything published."""
+    from softthink.data import DATASETS
+
+    return dataset in DATASETS and DATASETS[dataset].kind == "gpqa"
 PACKAGES = ("softthink", "torch", "transformers", "sglang", "numpy", "pandas", "matplotlib", "seaborn", "papermill",
             "jupytext", "nbconvert", "math-verify", "latex2sympy2_extended", "pebble")
 
@@ -38,7 +43,7 @@ PACKAGES = ("softthink", "torch", "transformers", "sglang", "numpy", "pandas", "
 
 
 def git_sha(root: Path | None = None) -> str | None:
-    root = root or Path(__file__).resolve().parent.parent
+    root = root or repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
@@ -124,7 +129,7 @@ def preview_samples(run_dir: str | os.PathLike, k: int = 2, max_chars: int = 600
     for s in rd.samples()[:k]:
         row = {"item": s.get("item_id"), "sample": s.get("sample_index"), "tokens": s.get("num_tokens"),
                "finish": s.get("finish_reason"), "think_end": s.get("think_end_reason")}
-        if dataset != GPQA:
+        if not _is_gpqa(dataset):
             text = s.get("text") or ""
             row["text"] = text if len(text) <= max_chars else text[: max_chars // 2] + " … " + text[-max_chars // 2:]
         else:
@@ -145,10 +150,10 @@ def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30)
     of completions of GPQA runs."""
     snips: set[str] = set()
     try:
-        from softthink.data import load_dataset
+        from softthink.data import load_dataset, names
 
-        ds = load_dataset(GPQA)
-        for it in ds.items:
+        items = [it for name in names("gpqa") for it in load_dataset(name).items]
+        for it in items:
             q = " ".join(str(it.question).split())
             if len(q) >= min_len:
                 snips.add(q[:60])
@@ -161,7 +166,7 @@ def gpqa_snippets(run_dirs: Iterable[str | os.PathLike] = (), min_len: int = 30)
     for d in run_dirs:
         p = Path(d)
         cfg = read_run_config(p)
-        if cfg is None or cfg.get("spec", {}).get("dataset") != GPQA:
+        if cfg is None or not _is_gpqa(cfg.get("spec", {}).get("dataset")):
             continue
         for s in read_jsonl(p / SAMPLES_FILE):
             t = " ".join(str(s.get("text") or "").split())

@@ -16,7 +16,6 @@ Grader settings are not part of it: grades live beside the samples in ``grades/<
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import re
@@ -49,14 +48,12 @@ _FILE_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file, memoised per (path, size, mtime) within the process."""
+    from softthink.files import sha256_file
+
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_HASH_CACHE[key] = h.hexdigest()
+        _FILE_HASH_CACHE[key] = sha256_file(path)
     return _FILE_HASH_CACHE[key]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from softthink import paper
-from softthink.methods import row_of
+from softthink.methods import ROWS, row_of
 from softthink.summaries import SETTING_KEYS, SETTING_LABELS
 
 NORMAL_COLUMNS = ["model", "method", "variant", "dataset", "acc", "acc_std", "len_correct", "len_all", "n", "n_items",
@@ -44,6 +44,12 @@ def model_display_name(model: Any) -> str:
         return _ID_TO_MODEL[low]
     base = low.split("/")[-1]
     return _ID_TO_MODEL.get(base, s)
+
+
+def row_label(row: str, table3: bool = False) -> str:
+    """A row's name in a table (Table 3 calls Soft Thinking "w/ Cold Stop"); unregistered rows keep their key."""
+    m = ROWS.get(row)
+    return row if m is None else (m.table3_label or m.label) if table3 else m.label
 
 
 def row_key(method: str, cold_stop_threshold: float | None = None, noise: str | None = None) -> str:
@@ -261,8 +267,8 @@ def flat_frame(tab: pd.DataFrame, formatted: bool = True) -> pd.DataFrame:
     """One header row: "<Dataset> <metric> <kind>", row labels as columns; values formatted as printed."""
     out = pd.DataFrame(index=range(len(tab)))
     out["Model"] = [paper.MODEL_SHORT.get(m, m) for m in tab.index.get_level_values("model")]
-    labels = paper.TABLE3_LABELS if tab.attrs.get("domain") == "ablation" else paper.METHOD_LABELS
-    out["Method"] = [labels.get(m, m) + (f" [{v}]" if v else "")
+    ablation = tab.attrs.get("domain") == "ablation"
+    out["Method"] = [row_label(m, table3=ablation) + (f" [{v}]" if v else "")
                      for m, v in zip(tab.index.get_level_values("method"), tab.index.get_level_values("variant"))]
     metric_names = {"acc": "Acc", "len": "Len", "len_all": "Len-All", "len_correct": "Len-Correct"}
     for metric, ds, kind in tab.columns:

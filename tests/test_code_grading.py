@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from softthink.data import DataNotFound, load_dataset
-from softthink.execution import (_MBPP_LAZY, MBPP_HEADER, grade_code, grade_code_many,
-                                 humaneval_program, mbpp_entry_point, mbpp_header, mbpp_program, outcome_counts,
-                                 run_program)
+from softthink.grading.code import (_MBPP_LAZY, MBPP_HEADER, grade_code, grade_code_many, humaneval_program,
+                                    mbpp_entry_point, mbpp_header, mbpp_program, outcome_counts)
+from softthink.sandbox import run_program
 
 WORKERS = 2
 

@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
-from softthink import execution as ex
+from softthink import sandbox as ex
 from softthink.data import Item
-from softthink.execution import (extract_code, grade_code, lcb_compare_stdout, run_many, run_program,
-                                 sandbox_info)
+from softthink.grading.code import extract_code, grade_code, lcb_compare_stdout, lcb_extract
+from softthink.sandbox import run_many, run_program, sandbox_info
 
 INFO = sandbox_info()
 ISOLATED = INFO.isolation == "namespaces"
@@ -214,7 +214,7 @@ def test_extraction_lcb_fallback_and_no_code():
     assert (e.code, e.path) == ("print(1)", "lcb_fallback")
     assert extract_code("I cannot solve this.").path == "none"
     assert extract_code("```python\n\n```").code is None        # empty block is no code
-    assert ex.lcb_extract("a\n```\nb\nc\n```\nd") == "b\nc"
+    assert lcb_extract("a\n```\nb\nc\n```\nd") == "b\nc"
 
 
 # ------------------------------------------------------------------------------------------------ HumanEval harness

@@ -13,14 +13,15 @@ import json
 import pytest
 
 from grading_corpus import Entry, build_corpus, run_official_reference
-from softthink.grading import MATH_DATASETS, MathGradePool, grade_gpqa
+from softthink.data import names
+from softthink.grading import MathGradePool, grade_gpqa
 
 
 def _grade_all(entries: list[Entry], mode: str, pool: MathGradePool) -> list:
     out: list = [None] * len(entries)
     for ds in sorted({e.dataset for e in entries}):
         idx = [i for i, e in enumerate(entries) if e.dataset == ds]
-        if ds in MATH_DATASETS:
+        if ds in names("math"):
             grades = pool.grade(ds, [(entries[i].gold, entries[i].completion) for i in idx], mode)
         else:
             grades = [grade_gpqa(entries[i].gold, entries[i].completion, mode) for i in idx]
@@ -54,7 +55,7 @@ def test_corpus_covers_every_class(graded):
                 "gpqa_boxed", "gpqa_thinking_only"):
         assert classes[cls] >= 4, cls
     assert len(entries) > 5000
-    assert {e.dataset for e in entries} == set(MATH_DATASETS) | {"gpqa_diamond"}
+    assert {e.dataset for e in entries} == set(names("math")) | set(names("gpqa"))
     # both verdicts are represented, so agreement cannot come from always answering one way
     assert 0.3 < sum(e.intended for e in entries) / len(entries) < 0.7
 

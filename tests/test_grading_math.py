@@ -250,8 +250,8 @@ def test_all_gsm8k_gold_answers_grade_correct():
 
 # ------------------------------------------------------------------------------------------------ dispatch
 
-def test_code_datasets_dispatch_to_execution(monkeypatch):
-    from softthink import execution
+def test_code_datasets_dispatch_to_code_grading(monkeypatch):
+    from softthink.grading import code
 
     calls = []
 
@@ -259,9 +259,8 @@ def test_code_datasets_dispatch_to_execution(monkeypatch):
         calls.append((dataset, completion, mode))
         return Grade(correct=True, status="passed")
 
-    monkeypatch.setattr(execution, "grade_code", fake_grade_code)
-    monkeypatch.delattr(execution, "grade_code_many", raising=False)
+    monkeypatch.setattr(code, "grade_code", fake_grade_code)
     item = Item(id="HumanEval/0", index=0, question="def f(): ...", answer={})
     assert grade("humaneval", item, "```python\npass\n```", mode="official").status == "passed"
-    assert [g.status for g in grade_many("mbpp", [(item, "a"), (item, "b")])] == ["passed", "passed"]
+    assert [g.status for g in grade_many("mbpp", [(item, "a"), (item, "b")], workers=1)] == ["passed", "passed"]
     assert calls == [("humaneval", "```python\npass\n```", "official"), ("mbpp", "a", "suite"), ("mbpp", "b", "suite")]

@@ -1,7 +1,8 @@
-"""Rule grading: ``grade(dataset, item, completion) -> Grade`` and the pooled batch API ``grade_many``.
+"""Math grading with math-verify: ``grade_math`` in this process, :class:`MathGradePool` for batches.
 
-Math (docs/design/evaluation.md §2.3/§2.4), gold configs per dataset: ``Expr`` gold for aime2024/aime2025/gsm8k,
-``$gold$`` + LaTeX gold for math500/amc23; always ``verify(gold, pred)`` (the function is asymmetric).
+docs/design/evaluation.md §2.3/§2.4, docs/grading.md. The gold is parsed as the dataset's registry entry says
+(``softthink.data.DATASETS[name].grader``): ``math_expr`` as an expression (aime, gsm8k), ``math_latex`` as ``$gold$``
+LaTeX (math500, amc23); always ``verify(gold, pred)`` (the function is asymmetric).
 
 * ``suite`` (default): answer section = text after the LAST ``</think>`` (absent: flag ``no_think_end``, use the
   full text); candidates from ``softthink.answers.math_candidates`` in order of preference -- ``boxed``,
@@ -15,19 +16,10 @@ Math (docs/design/evaluation.md §2.3/§2.4), gold configs per dataset: ``Expr``
   ``ExprExtractionConfig``; ``extraction_mode="first_match"``; ``verify`` with math-verify 0.8.0's percentage
   comparison (the official pins), see :func:`_numeric_eq_080`.
 
-GPQA (§3.1): ``suite`` letter rules in ``softthink.answers.gpqa_letters`` (boxed, ``"answer": "X"``,
-``Answer: X``, "answer is X", "I choose X", "(X) is correct", a trailing ``(X)``, a last line that is only the
-letter); an answer naming two or more different options is a hedge and
-wrong. ``official``: math-verify ``StringExtractionConfig`` on the full text for both gold and prediction.
-
-docs/grading.md states every rule with examples.
-
-Code datasets dispatch to ``softthink.execution.grade_code`` (imported lazily).
-
 math-verify's internal timeouts use ``signal.alarm`` (main thread only) and do not always fire, so batch math
 grading runs in a killable ``pebble.ProcessPool`` (forkserver/spawn, never fork) whose workers pre-import
 math-verify; every item has an outer timeout (30 s) after which it scores ``correct=False, status="timeout"`` and
-pebble replaces the worker.
+pebble replaces the worker. Workers get the gold format, not the dataset name, so they need no registry lookup.
 """
 from __future__ import annotations
 
@@ -36,41 +28,16 @@ import multiprocessing
 import os
 import re
 import sys
-import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from softthink.answers import answer_section, boxed_contents, gpqa_letters, last_boxed, math_candidates
+from softthink.answers import THINK_END, answer_section, math_candidates
+from softthink.data import DATASETS
+from softthink.grading.common import GRADER_VERSION, MODES, Grade
 
-__all__ = ["Grade", "MathGradePool", "answer_section", "boxed_contents", "extract_gpqa_letter", "grade", "grade_gpqa",
-           "grade_many", "grade_math", "last_boxed"]
-
-GRADER_VERSION = "2"  # 2: answer forms after </think>, hedges, bases, degree sign; official percent as on 0.8.0
-
-MATH_DATASETS = frozenset({"aime2024", "aime2025", "amc23", "math500", "gsm8k"})
-EXPR_GOLD_DATASETS = frozenset({"aime2024", "aime2025", "gsm8k"})  # the rest of MATH_DATASETS: $gold$ LaTeX
-GPQA_DATASETS = frozenset({"gpqa_diamond"})
-CODE_DATASETS = frozenset({"humaneval", "mbpp", "livecodebench"})
-MODES = ("suite", "official")
-
-THINK_END = "</think>"
 OUTER_TIMEOUT_S = 30.0
 PARSE_TIMEOUT_S = 5
 VERIFY_TIMEOUT_S = 5
-
-
-@dataclass
-class Grade:
-    """Verdict for one completion. `correct` is None when the sample could not be graded (e.g. no tests)."""
-
-    correct: bool | None
-    extracted: str | None = None
-    status: str = "graded"  # passed | failed | no_answer | no_code | timeout | runtime_error | sandbox_error | ungraded | ...
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"correct": self.correct, "extracted": self.extracted, "status": self.status, "detail": self.detail}
 
 
 # ------------------------------------------------------------------------------------------------ math
@@ -111,11 +78,18 @@ def _pred_configs(mode: str, anchored_only: bool) -> list[Any]:
             mv.ExprExtractionConfig(try_extract_without_anchor=not anchored_only)]
 
 
+def gold_format(dataset: str) -> str:
+    """``math_expr`` or ``math_latex``: how the gold of ``dataset`` is parsed (its registry entry; LaTeX when the
+    name is not registered, as before the registry)."""
+    spec = DATASETS.get(dataset)
+    return spec.grader if spec is not None and spec.kind == "math" else "math_latex"
+
+
 @functools.lru_cache(maxsize=4096)
-def _parse_gold(dataset: str, gold: str) -> list[Any]:
+def _parse_gold(fmt: str, gold: str) -> list[Any]:
     mv, _ = _mv()
     gold = str(gold).strip()
-    if dataset in EXPR_GOLD_DATASETS:
+    if fmt == "math_expr":
         return mv.parse(gold, [mv.ExprExtractionConfig()], parsing_timeout=PARSE_TIMEOUT_S)
     if not gold.startswith("$"):
         gold = f"${gold}$"
@@ -234,12 +208,16 @@ def _verify_official(gold_parsed: list[Any], pred: list[Any]) -> bool:
 
 def grade_math(dataset: str, gold: str, completion: str, mode: str = "suite") -> Grade:
     """Grade one math completion in this process (main thread only: math-verify uses ``signal.alarm``)."""
+    return _grade_math(gold_format(dataset), gold, completion, mode)
+
+
+def _grade_math(fmt: str, gold: str, completion: str, mode: str) -> Grade:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     mv, _ = _mv()
     detail: dict[str, Any] = {"mode": mode, "gold": str(gold), "math_verify": _math_verify_version(),
                               "grader_version": GRADER_VERSION}
-    gold_parsed = _parse_gold(dataset, str(gold))
+    gold_parsed = _parse_gold(fmt, str(gold))
     if not gold_parsed:
         detail["error"] = "gold did not parse"
         return Grade(correct=None, status="grader_error", detail=detail)
@@ -266,82 +244,6 @@ def grade_math(dataset: str, gold: str, completion: str, mode: str = "suite") ->
     return Grade(correct=ok, extracted=extracted, status="passed" if ok else "failed", detail=detail)
 
 
-# ------------------------------------------------------------------------------------------------ GPQA
-
-def extract_gpqa_letter(completion: str) -> tuple[str | None, dict[str, Any]]:
-    """Suite GPQA letter extraction (rules in ``softthink.answers``). Returns (letter or None, detail); a hedge
-    (two or more different letters) returns None with ``detail["hedge"]`` listing them."""
-    section, has_end = answer_section(completion)
-    detail: dict[str, Any] = {}
-    if not has_end:
-        detail["no_think_end"] = True
-    letters, rule = gpqa_letters(section)
-    detail["rule"] = rule
-    if len(letters) > 1:
-        detail["hedge"] = letters
-        return None, detail
-    return (letters[0] if letters else None), detail
-
-
-def grade_gpqa(gold: str, completion: str, mode: str = "suite") -> Grade:
-    """Grade one GPQA completion against ``gold`` (a letter A-D)."""
-    gold = str(gold).strip()
-    detail: dict[str, Any] = {"mode": mode, "gold": gold, "grader_version": GRADER_VERSION}
-    if mode == "suite":
-        letter, d = extract_gpqa_letter(completion)
-        detail.update(d)
-        if "hedge" in d:
-            return Grade(correct=False, extracted=",".join(d["hedge"]), status="failed", detail=detail)
-        if letter is None:
-            return Grade(correct=False, status="no_answer", detail=detail)
-        ok = letter == gold
-        return Grade(correct=ok, extracted=letter, status="passed" if ok else "failed", detail=detail)
-    if mode != "official":
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    mv, _ = _mv()
-    cfg = [mv.StringExtractionConfig()]
-    detail["math_verify"] = _math_verify_version()
-    # letter regexes only: no pathological SymPy input, so math-verify's signal timeouts are switched off
-    # (which also makes this safe off the main thread)
-    g = mv.parse(gold, cfg, parsing_timeout=None)
-    pred = mv.parse(completion, cfg, parsing_timeout=None)
-    if not pred:
-        return Grade(correct=False, status="no_answer", detail=detail)
-    ok = bool(mv.verify(g, pred, timeout_seconds=None))
-    return Grade(correct=ok, extracted=_raw(pred), status="passed" if ok else "failed", detail=detail)
-
-
-# ------------------------------------------------------------------------------------------------ single item
-
-def _kind(dataset: str) -> str:
-    if dataset in MATH_DATASETS:
-        return "math"
-    if dataset in GPQA_DATASETS:
-        return "gpqa"
-    if dataset in CODE_DATASETS:
-        return "code"
-    raise KeyError(f"no grader for dataset {dataset!r}")
-
-
-def grade(dataset: str, item: Any, completion: str, *, mode: str = "suite", gold: Any = None) -> Grade:
-    """Grade one completion of ``item``. ``gold`` overrides ``item.answer`` (GPQA per-sample order).
-
-    Math runs in this process and needs the main thread (no outer kill: use :func:`grade_many` for batches).
-    """
-    gold = item.answer if gold is None else gold
-    kind = _kind(dataset)
-    if kind == "math":
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("math grading in-process needs the main thread (math-verify uses signal.alarm); "
-                               "use grade_many() or MathGradePool from other threads")
-        return grade_math(dataset, gold, completion, mode)
-    if kind == "gpqa":
-        return grade_gpqa(gold, completion, mode)
-    from softthink import execution
-
-    return execution.grade_code(dataset, item, completion, mode=mode)
-
-
 # ------------------------------------------------------------------------------------------------ pool
 
 def _worker_init() -> None:
@@ -350,9 +252,9 @@ def _worker_init() -> None:
     mv.parse("$1$", [mv.LatexExtractionConfig()])
 
 
-def _math_job(dataset: str, gold: str, completion: str, mode: str) -> Grade:
+def _math_job(fmt: str, gold: str, completion: str, mode: str) -> Grade:
     try:
-        return grade_math(dataset, gold, completion, mode)
+        return _grade_math(fmt, gold, completion, mode)
     except BaseException as e:  # math-verify's TimeoutException is a BaseException
         return Grade(correct=False, status="grader_error",
                      detail={"mode": mode, "error": f"{type(e).__name__}: {e}", "grader_version": GRADER_VERSION})
@@ -405,7 +307,7 @@ class MathGradePool:
         ctx = multiprocessing.get_context(context)
         if context == "forkserver":
             # takes effect only if this process has not started its fork server yet
-            ctx.set_forkserver_preload(["softthink.grading", "math_verify"])
+            ctx.set_forkserver_preload(["softthink.grading.math", "math_verify"])
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout
         self.context = context
@@ -414,9 +316,10 @@ class MathGradePool:
     def grade(self, dataset: str, jobs: Iterable[tuple[Any, str]], mode: str = "suite") -> list[Grade]:
         """Grade (gold, completion) pairs of one math dataset; results in input order. Suite mode reads only the
         answer section, so only ``</think>`` + that section travels to the worker (a 32k-token thinking does not)."""
-        if _kind(dataset) != "math":
+        spec = DATASETS.get(dataset)
+        if spec is None or spec.kind != "math":
             raise ValueError(f"MathGradePool grades math datasets only, not {dataset!r}")
-        return self.run(_math_job, [(dataset, str(g), _payload(c, mode), mode) for g, c in jobs], mode=mode)
+        return self.run(_math_job, [(spec.grader, str(g), _payload(c, mode), mode) for g, c in jobs], mode=mode)
 
     def run(self, fn: Callable[..., Grade], arglist: Sequence[tuple], mode: str = "suite") -> list[Grade]:
         """Schedule ``fn(*args)`` for each args (``fn`` must be importable); timeouts and crashes become Grades.
@@ -465,40 +368,3 @@ class MathGradePool:
         else:
             self.terminate()
 
-
-def _unpack(entry: Sequence[Any]) -> tuple[Any, str, Any]:
-    if len(entry) == 2:
-        item, completion = entry
-        return item, completion, item.answer
-    item, completion, gold = entry
-    return item, completion, item.answer if gold is None else gold
-
-
-def grade_many(dataset: str, items_and_completions: Iterable[Sequence[Any]], *, mode: str = "suite",
-               workers: int | None = None, pool: MathGradePool | None = None,
-               timeout: float = OUTER_TIMEOUT_S) -> list[Grade]:
-    """Grade ``(item, completion)`` or ``(item, completion, gold)`` entries; results in input order.
-
-    Math goes through ``pool`` (or a pool created and closed here, ``workers`` processes, outer ``timeout``);
-    GPQA is regex work done in this process; code goes to ``softthink.execution`` (its own sandbox).
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    entries = [_unpack(e) for e in items_and_completions]
-    kind = _kind(dataset)
-    if kind == "math":
-        jobs = [(gold, completion) for _, completion, gold in entries]
-        if not jobs:
-            return []
-        if pool is not None:
-            return pool.grade(dataset, jobs, mode)
-        with MathGradePool(workers or min(len(jobs), os.cpu_count() or 1), timeout=timeout) as own:
-            return own.grade(dataset, jobs, mode)
-    if kind == "gpqa":
-        return [grade_gpqa(gold, completion, mode) for _, completion, gold in entries]
-    from softthink import execution
-
-    many = getattr(execution, "grade_code_many", None)
-    if many is not None:
-        return many(dataset, [(item, completion) for item, completion, _ in entries], mode=mode, workers=workers)
-    return [execution.grade_code(dataset, item, completion, mode=mode) for item, completion, _ in entries]
