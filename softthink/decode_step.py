@@ -31,8 +31,12 @@ COMPILE_ENV = "SOFTTHINK_COMPILE"  # auto | on | off
 CACHE_ENV = "SOFTTHINK_KV_CACHE"  # static | dynamic
 
 # Break-even constants per device type (docs/benchmarks.md, "When compiling pays"): seconds to compile one decode
-# shape of a small model, and the fraction of an eager step the compiled step saves.
-COMPILE_RULE = {"cpu": {"compile_s": 60.0, "saving": 0.3}, "cuda": {"compile_s": 40.0, "saving": 0.6}}
+# shape, the fraction of an eager step the compiled step saves, and a typical eager step (small model, small batch).
+# CPU: smollm2-135m on 2 cores, 20-75 s per shape and a 0-10 % saving (the batch-1 forward is bound by reading the
+# fp32 weights, not by Python). CUDA: not measured yet (tests/gpu/gpu_check.py "engine" measures it): gpt-fast-like
+# assumptions.
+COMPILE_RULE = {"cpu": {"compile_s": 40.0, "saving": 0.1, "step_s": 0.05},
+                "cuda": {"compile_s": 40.0, "saving": 0.6, "step_s": 0.02}}
 
 
 def batch_bucket(n: int) -> int:
@@ -237,11 +241,11 @@ def compile_mode() -> str:
 
 def should_compile(device: torch.device, steps: int, new_shapes: int, eager_step_s: float | None = None) -> bool:
     """The break-even rule: steps * saving * t_eager > compile_s * new_shapes (module docstring). `eager_step_s`
-    defaults to 50 ms (smollm2-135m at batch 1-8 on 2 CPU cores; docs/benchmarks.md)."""
+    defaults to the device's `step_s` (CPU: 50 ms, smollm2-135m at batch 1-8 on 2 cores)."""
     if new_shapes <= 0:
         return True
     rule = COMPILE_RULE["cuda" if device.type == "cuda" else "cpu"]
-    t = 0.05 if eager_step_s is None else eager_step_s
+    t = rule["step_s"] if eager_step_s is None else eager_step_s
     return steps * rule["saving"] * t > rule["compile_s"] * new_shapes
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache
 
-MIN_WINDOW = 64
+MIN_WINDOW = 128  # a prompt plus a few hundred tokens in one or two compiled shapes
 
 
 def window_for(n_slots: int, max_len: int) -> int:
