@@ -2,6 +2,8 @@
 softthink/decode_step.py) against the eager / dynamic-cache reference, on the tiny seeded models."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -10,7 +12,13 @@ from softthink.decode_step import COMPILE_RULE, batch_bucket, should_compile
 from softthink.engine import HFEngine, _Progress
 from softthink.kv_cache import MIN_WINDOW, supports_static, window_for
 
-from conftest import model_and_tokenizer
+
+@functools.lru_cache(maxsize=None)
+def model_and_tokenizer(spec: str, dtype=torch.float32):
+    # not conftest's helper: `import conftest` is ambiguous when pytest also collects tests/sglang_real/conftest.py
+    from softthink.models import load_model
+
+    return load_model(spec, dtype=dtype)
 
 # id prompts of different lengths (left padding); short, so plen + max_new_tokens stays inside one window
 ID_PROMPTS = [[5, 17, 33, 40, 9], [70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80], [3, 4], [100, 90, 80, 70, 60, 50, 40]]
