@@ -176,7 +176,7 @@ class StaticRunner:
     def prefill(self, embeds, mask, pos):
         self.prompt_valid = torch.zeros((embeds.shape[0], self.max_len), dtype=torch.bool, device=embeds.device)
         self.prompt_valid[:, : self.plen] = mask.bool()
-        self.cache.window = window_for(self.plen, self.max_len)
+        self.cache.set_window(window_for(self.plen, self.max_len))
         self.cache.n_written = self.plen
         m = prefill_mask(self.prompt_valid, self.plen, self.cache.window, self.dtype, self.additive)
         logits, hidden = self.parts.forward(embeds, m, pos, self.cache, self.pre_norm)
@@ -189,7 +189,7 @@ class StaticRunner:
         self.cache.slot.fill_(slot)
         self.cache.n_written = slot + 1
         window = window_for(slot + 1, self.max_len)
-        self.cache.window = window
+        self.cache.set_window(window)
         out, state, emb = _think_and_input(self.parts, logits, hidden, state, prm, uid, st, uniforms)
         args = (self.parts, self.cache, emb, next_pos, self.prompt_valid, self.plen_t)
         if self.fn is None:

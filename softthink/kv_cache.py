@@ -1,11 +1,12 @@
 """A static, preallocated KV cache for the transformers engine (gpt-fast style), and the attention mask it needs.
 
-Every layer owns K and V buffers of shape [B, H_kv, S, D] allocated once per batch. All rows of a batch advance in
+Every layer owns K and V buffers of shape [B, H_kv, W, D], W the attention window below (grown, never per step). All rows of a batch advance in
 lockstep (one input per step, prompts left-padded to a common length P), so step t writes slot P + t - 1 of every row
 with one `index_copy_` at a position held in a 0-dim tensor: the write neither grows a tensor (the dynamic cache's
-per-layer `torch.cat`) nor changes a shape. Attention reads only a *window* [0, W) of the slots, W = the smallest
-bucket >= the slots written (powers of two from `MIN_WINDOW`), so short sequences do not pay for S, and a compiled
-decode step sees at most log2(S / MIN_WINDOW) + 1 distinct shapes per batch size.
+per-layer `torch.cat`) nor changes a shape. The buffers hold a *window* of W slots, W = the smallest bucket >= the
+slots written (MIN_WINDOW * 2^j, capped at S = prompt + max_new_tokens); when the next slot would not fit they are
+reallocated at the next bucket (log2 times per batch), so short sequences do not pay for S, memory follows the
+sequence, and a compiled decode step sees at most log2(S / MIN_WINDOW) + 1 distinct shapes per batch size.
 
 The mask of row b over slot s (True = attend) is
 
@@ -64,12 +65,36 @@ class StaticKVCache(Cache):
         self.layer_class_to_replicate = None
         self.offloading = False
         self.max_len = max_len
-        shape = (batch, n_kv_heads, max_len, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.n_layers, self.shape = n_layers, (batch, n_kv_heads, 0, head_dim)
+        self.dtype, self.device = dtype, device
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
         self.slot = torch.zeros(1, dtype=torch.int64, device=device)  # positions written by the next update
-        self.window = MIN_WINDOW
+        self.window = 0
         self.n_written = 0  # host copy of the slots filled so far
+
+    def set_window(self, window: int) -> None:
+        """Grow the buffers to `window` slots (zeros after the old ones). Buffers are never longer than the window
+        in use, so a batch holds at most 2x the slots it needs instead of prompt + max_new_tokens from the start
+        (a 32k-token budget would otherwise be allocated for every batch); growth happens log2 times."""
+        if window <= self.window:
+            return
+        b, h, _, d = self.shape
+        grown = []
+        for old in self.k + self.v if self.k else [None] * (2 * self.n_layers):
+            new = torch.zeros((b, h, window, d), dtype=self.dtype, device=self.device)
+            if old is not None:
+                new[:, :, : old.shape[2]] = old
+            grown.append(new)
+        self.k, self.v = grown[: self.n_layers], grown[self.n_layers:]
+        self.window = window
+        self._mark_static()
+
+    def _mark_static(self) -> None:
+        """CUDA graphs (reduce-overhead) replay only if the buffers mutated in place keep fixed addresses."""
+        if torch.device(self.device).type == "cuda":
+            for t in self.k + self.v + [self.slot]:
+                torch._dynamo.mark_static_address(t)
 
     @classmethod
     def for_model(cls, model, batch: int, max_len: int) -> "StaticKVCache":
@@ -82,7 +107,7 @@ class StaticKVCache(Cache):
 
     @property
     def batch(self) -> int:
-        return self.k[0].shape[0]
+        return self.shape[0]
 
     # -- the transformers Cache surface the decoder uses -------------------------------------------------------------
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
@@ -90,7 +115,7 @@ class StaticKVCache(Cache):
         pos = self.slot if n == 1 else torch.arange(n, device=self.slot.device)  # prefill fills slots [0, n)
         self.k[layer_idx].index_copy_(2, pos, key_states)
         self.v[layer_idx].index_copy_(2, pos, value_states)
-        return self.k[layer_idx][:, :, : self.window], self.v[layer_idx][:, :, : self.window]
+        return self.k[layer_idx], self.v[layer_idx]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.n_written
@@ -113,6 +138,8 @@ class StaticKVCache(Cache):
         """Keep only `rows` (new, smaller batch): fresh buffers, so compiled graphs see a new static shape."""
         self.k = [k.index_select(0, rows) for k in self.k]
         self.v = [v.index_select(0, rows) for v in self.v]
+        self.shape = (len(rows),) + self.shape[1:]
+        self._mark_static()
 
 
 def decode_mask(prompt_valid: torch.Tensor, plen: torch.Tensor, last_slot: torch.Tensor, window: int,
