@@ -7,7 +7,7 @@ finish checks and bookkeeping.
 """
 from __future__ import annotations
 
-import inspect
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Sequence
@@ -17,6 +17,9 @@ import torch
 from softthink import core
 from softthink.chat import encode_prompt
 from softthink.config import GenerationConfig
+from softthink.decode_step import (CACHE_ENV, CompileStats, DynamicRunner, ModelParts, StaticRunner, Statics,
+                                   batch_bucket, compile_mode, make_compiled, should_compile)
+from softthink.kv_cache import supports_static, window_for
 
 
 @dataclass
@@ -83,31 +86,46 @@ def marker_ids(tokenizer, end_str: str) -> list[int]:
 
 
 class HFEngine:
-    """Batched generation with soft thinking on a transformers causal LM (CPU or one GPU)."""
+    """Batched generation with soft thinking on a transformers causal LM (CPU or one GPU).
+
+    `kv_cache`: "static" (preallocated, `softthink.kv_cache`; the default where the model allows it) or "dynamic"
+    (transformers' DynamicCache). `compile`: "auto" (compile the decode step where the break-even rule of
+    `softthink.decode_step.should_compile` says it pays), "on" or "off" (eager). Both default to the environment
+    variables SOFTTHINK_KV_CACHE and SOFTTHINK_COMPILE, then to "static"/"auto". Compiled and eager steps run the
+    same ops on the same batch composition (tests/test_engine_compile.py checks token-for-token agreement).
+    """
 
     name = "hf"
 
     def __init__(self, model, tokenizer, *, batch_size: int | None = None, progress: bool = True,
-                 ignore_eos: bool = False):
+                 ignore_eos: bool = False, kv_cache: str | None = None, compile: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
         self.device = next(model.parameters()).device
+        self.vocab_size = model.config.vocab_size if hasattr(model.config, "vocab_size") else \
+            model.get_input_embeddings().weight.shape[0]
         # the model's own input-embedding module: Gemma-style models scale inside it (sqrt(hidden) in transformers
         # 5.x), so a concept built from its rows is scaled exactly like a token embedding (docs/design/algorithm.md)
-        self.embed_module = model.get_input_embeddings()
-        self.embedding = self.embed_module.weight
-        self.embed_scale = embedding_scale(self.embed_module)
-        self.vocab_size = model.config.vocab_size if hasattr(model.config, "vocab_size") else self.embedding.shape[0]
+        self.parts = ModelParts(model, self.vocab_size)
+        self.embed_module = self.parts.embed_module
+        self.embedding = self.parts.embedding
+        self.embed_scale = self.parts.embed_scale
         all_eos = eos_ids(model, tokenizer)
         self.eos = [] if ignore_eos else all_eos  # ignore_eos: fixed-length runs (benchmarks)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (all_eos[0] if all_eos else 0)
-        self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        self._head = model.get_output_embeddings()
-        # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
-        params = inspect.signature(self._base.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        kv = (kv_cache or os.environ.get(CACHE_ENV, "") or "static").strip().lower()
+        if kv not in ("static", "dynamic"):
+            raise ValueError(f"kv_cache {kv!r}: choose static or dynamic")
+        self.static_unsupported = supports_static(model)  # None, or why the static cache cannot serve this model
+        self.kv_cache = "static" if kv == "static" and self.static_unsupported is None else "dynamic"
+        self.compile = (compile or compile_mode()).strip().lower()
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"compile {self.compile!r}: choose auto, on or off")
+        self.compile_stats = CompileStats()
+        self._compiled = None
+        self.last_compiled = False  # whether the last generate call ran compiled steps
 
     # -- public API -----------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str | Sequence[int]], config: GenerationConfig | dict,
@@ -130,20 +148,63 @@ class HFEngine:
             raise ValueError(f"sample_uids has {len(uids)} entries for {len(ids)} prompts")
         bs = self.batch_size or cfg.batch_size
         show = self.progress if progress is None else progress
-        bar = _Progress(len(ids), enabled=show)
+        compiled = self._use_compiled(cfg, ids, bs)
+        self.last_compiled = compiled
+        bar = _Progress(len(ids), enabled=show, stats=self.compile_stats if compiled else None)
         try:
             for start in range(0, len(ids), bs):
                 rows = list(range(start, min(start + bs, len(ids))))
-                for j, g in self._run_batch([ids[r] for r in rows], [uids[r] for r in rows], cfg, bar):
+                for j, g in self._run_batch([ids[r] for r in rows], [uids[r] for r in rows], cfg, bar, compiled):
                     yield rows[j], g
         finally:
             bar.close()
 
+    # -- execution mode ---------------------------------------------------------------------------------------------
+    def _compilable(self, cfg: GenerationConfig) -> bool:
+        """The compiled step needs the static cache, counter randomness (no torch.Generator in the graph) and no
+        forward hook (COCONUT-TF pre-norm capture)."""
+        pre_norm = cfg.method == "coconut_tf" and cfg.coconut.hidden == "pre_norm"
+        return self.kv_cache == "static" and cfg.noise.rng == "counter" and not pre_norm
+
+    def _use_compiled(self, cfg: GenerationConfig, ids: list[list[int]], bs: int) -> bool:
+        if self.compile == "off" or not self._compilable(cfg):
+            return False
+        if self.compile == "on":
+            return True
+        # auto: the break-even rule over the shapes this call would compile and the steps it would run
+        n_batches = -(-len(ids) // bs)
+        steps = n_batches * cfg.max_new_tokens
+        shapes = set()
+        for start in range(0, len(ids), bs):
+            chunk = ids[start: start + bs]
+            plen = max(map(len, chunk))
+            b = batch_bucket(len(chunk))
+            for n in range(plen + 1, plen + cfg.max_new_tokens + 1):
+                shapes.add((b, window_for(n, plen + cfg.max_new_tokens)))
+        known = {s[:2] for s in self.compile_stats.shapes}
+        return should_compile(self.device, steps, len(shapes - known))
+
+    def _runner(self, bsz: int, plen: int, max_new: int, pre_norm: bool, compiled: bool):
+        if self.kv_cache == "dynamic":
+            return DynamicRunner(self.parts, pre_norm)
+        fn = None
+        if compiled:
+            if self._compiled is None:
+                self._compiled = make_compiled(self.device)
+            fn = self._compiled
+        return StaticRunner(self.parts, bsz, plen, max_new, compiled_fn=fn, stats=self.compile_stats,
+                            pre_norm=pre_norm)
+
     # -- one batch --------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _run_batch(self, prompts: list[list[int]], uids: list[int], cfg: GenerationConfig, bar: "_Progress"):
-        dev, bsz = self.device, len(prompts)
+    def _run_batch(self, prompts: list[list[int]], uids: list[int], cfg: GenerationConfig, bar: "_Progress",
+                   compiled: bool = False):
+        dev, n_rows = self.device, len(prompts)
         t0 = time.perf_counter()
+        pre_norm = cfg.method == "coconut_tf" and cfg.coconut.hidden == "pre_norm"
+        # the static cache runs a bucketed batch: padding rows (copies of the last prompt) are dead from the start
+        bsz = batch_bucket(n_rows) if self.kv_cache == "static" else n_rows
+        fed = prompts + [prompts[-1]] * (bsz - n_rows)
         marker = marker_ids(self.tokenizer, cfg.think.end_str)
         swir = cfg.method == "swir"
         prm = core.Params.from_config(cfg, bsz, marker, device=dev, open_id=self._last_id(cfg.phase.open_str),
@@ -152,7 +213,7 @@ class HFEngine:
         if cfg.method == "nothinking":  # the prompt already closed the thinking block
             state.think.zero_()
         open_ids = self.tokenizer.encode(cfg.phase.open_str, add_special_tokens=False)
-        waiting = [False] * bsz  # phase.start = after_open_tag: rows that wait for the opening tag
+        waiting = [False] * n_rows  # phase.start = after_open_tag: rows that wait for the opening tag
         if cfg.phase.start == "after_open_tag":
             for r, p in enumerate(prompts):
                 text = self.tokenizer.decode(p)
@@ -160,41 +221,45 @@ class HFEngine:
                 waiting[r] = not opened
                 state.think[r] = opened
         width, concept_width = core.static_widths(cfg, self.vocab_size)
-        uid_t = torch.tensor(uids, dtype=torch.int64, device=dev)
+        st = Statics(width, concept_width, cfg.noise.kind == "dirichlet", cfg.noise.kind == "gumbel", swir,
+                     cfg.mix.dtype == "fp32")
+        uid_t = torch.tensor(uids + [-1] * (bsz - n_rows), dtype=torch.int64, device=dev)
         gen = torch.Generator(device=dev).manual_seed(cfg.seed) if cfg.noise.rng == "global" else None
         uniforms = None
         if gen is not None:
             uniforms = lambda n, salt: torch.rand(len(uid_t), n, generator=gen, device=dev)  # noqa: E731
         eos = torch.tensor(self.eos or [-1], device=dev)
-        pre_norm = cfg.method == "coconut_tf" and cfg.coconut.hidden == "pre_norm"
 
         # left-padded prefill
-        plen = max(len(p) for p in prompts)
+        plen = max(len(p) for p in fed)
         input_ids = torch.full((bsz, plen), self.pad_id, dtype=torch.long, device=dev)
         mask = torch.zeros((bsz, plen), dtype=torch.long, device=dev)
-        for r, p in enumerate(prompts):
+        for r, p in enumerate(fed):
             input_ids[r, plen - len(p):] = torch.tensor(p, device=dev)
             mask[r, plen - len(p):] = 1
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        cache = _new_cache(self.model)
-        logits, hidden = self._forward(self.embed_module(input_ids), mask, pos, cache, pre_norm)
+        runner = self._runner(bsz, plen, cfg.max_new_tokens, pre_norm, compiled)
+        logits, hidden = runner.prefill(self.embed_module(input_ids), mask, pos)
         next_pos = pos[:, -1] + 1
 
-        # per-row bookkeeping, indexed by original row; `live` maps batch position -> original row
-        live = list(range(bsz))
-        tokens: list[list[int]] = [[] for _ in range(bsz)]
-        n_think = [0] * bsz
-        end_step: list[int | None] = [None] * bsz
-        end_reason: list[str | None] = [None] * bsz
-        traces = [Trace() for _ in range(bsz)] if cfg.trace else None
+        # per-row bookkeeping, indexed by original row; `slots` maps batch position -> original row (None: dead)
+        slots: list[int | None] = [r if r < n_rows else None for r in range(bsz)]
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        n_think = [0] * n_rows
+        end_step: list[int | None] = [None] * n_rows
+        end_reason: list[str | None] = [None] * n_rows
+        traces = [Trace() for _ in range(n_rows)] if cfg.trace else None
         stop_strs = list(cfg.stop)
         stop_tail = 4 * max((len(s) for s in stop_strs), default=0) + 8
 
         for t in range(1, cfg.max_new_tokens + 1):
-            keys = core.row_keys(prm.seed, uid_t, state.step)
-            out, state = core.step(logits, state, prm, keys, width=width, concept_width=concept_width,
-                                   dirichlet=cfg.noise.kind == "dirichlet", gumbel=cfg.noise.kind == "gumbel",
-                                   swir=swir, uniforms=uniforms)
+            if t < cfg.max_new_tokens:  # the step, the next input and its forward
+                out, state, logits, hidden = runner.step(logits, hidden, state, prm, uid_t, next_pos, st, uniforms)
+                next_pos = next_pos + 1
+            else:  # the last token needs no forward after it
+                keys = core.row_keys(prm.seed, uid_t, state.step)
+                out, state = core.step(logits, state, prm, keys, width=st.width, concept_width=st.concept_width,
+                                       dirichlet=st.dirichlet, gumbel=st.gumbel, swir=swir, uniforms=uniforms)
             # one host transfer per step for every per-row fact the bookkeeping needs
             none = torch.zeros_like(out.ended)
             flags = torch.stack([out.token, out.was_think, out.ended, torch.isin(out.raw_token, eos), out.abort_finish,
@@ -203,7 +268,11 @@ class HFEngine:
             if traces is not None:
                 ent, ids_l, w_l = out.entropy.tolist(), out.in_ids.tolist(), out.in_w.tolist()
             done_pos: list[tuple[int, str]] = []
-            for b, r in enumerate(live):
+            n_live = 0
+            for b, r in enumerate(slots):
+                if r is None:
+                    continue
+                n_live += 1
                 tok, was_think, ended, eos_hit, abort_fin, cold, budget, cap, limit = flags[b]
                 tokens[r].append(tok)
                 if waiting[r] and tokens[r][-len(open_ids):] == open_ids:  # the model opened the block itself
@@ -240,37 +309,30 @@ class HFEngine:
                     reason = "length"
                 if reason is not None:
                     done_pos.append((b, reason))
-            bar.tokens(len(live))
+            bar.tokens(n_live, compiled=runner.kind == "static" and compiled)
             for b, reason in done_pos:
-                r = live[b]
+                r = slots[b]
                 # a think end the row never reached does not count (a forced marker cut short by the finish)
                 reason_end = end_reason[r] if end_step[r] is not None else None
                 yield r, self._finish(prompts[r], tokens[r], reason, reason_end, n_think[r], end_step[r],
                                       time.perf_counter() - t0, uids[r], traces[r] if traces else None, stop_strs)
                 bar.sample_done()
-            if done_pos:
-                done = {b for b, _ in done_pos}
-                keep = [b for b in range(len(live)) if b not in done]
-                if not keep:
-                    return
+                slots[b] = None
+            if not done_pos:
+                continue
+            live = [b for b, r in enumerate(slots) if r is not None]
+            if not live:
+                return
+            if runner.wants_compaction(len(live), len(slots)):
+                # keep the live rows and, for a static batch, enough dead rows to fill the next bucket
+                target = batch_bucket(len(live)) if runner.kind == "static" else len(live)
+                dead = [b for b, r in enumerate(slots) if r is None]
+                keep = sorted(live + dead[: target - len(live)])
                 sel = torch.tensor(keep, device=dev)
-                live = [live[b] for b in keep]
-                out = _select_out(out, sel)
+                slots = [slots[b] for b in keep]
                 state, prm = state.index(sel), prm.index(sel)
-                uid_t, mask, next_pos = uid_t[sel], mask[sel], next_pos[sel]
-                hidden = hidden[sel]
-                cache.batch_select_indices(sel)
-            # the next input: concept (THINK) or one-hot (everything else); COCONUT-TF feeds the hidden state
-            if out.in_dense is not None:  # SwiReasoning: full-vocabulary mixtures
-                emb = (out.in_dense.to(self.embedding.dtype) @ self.embedding)
-                if self.embed_scale is not None:
-                    emb = emb * self.embed_scale
-            else:
-                emb = core.mix_rows(self.embed_module(out.in_ids), out.in_w, fp32=cfg.mix.dtype == "fp32")
-            emb = torch.where(out.use_hidden[:, None], hidden.to(emb.dtype), emb)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits, hidden = self._forward(emb[:, None, :], mask, next_pos[:, None], cache, pre_norm)
-            next_pos = next_pos + 1
+                uid_t, next_pos, hidden, logits = uid_t[sel], next_pos[sel], hidden[sel], logits[sel]
+                runner.select(sel)
 
     def _last_id(self, text: str) -> int:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -278,18 +340,7 @@ class HFEngine:
 
     def _forward(self, embeds, mask, pos, cache, pre_norm: bool):
         """Decoder on input embeddings; logits of the last position only (and its hidden state)."""
-        captured: list[torch.Tensor] = []
-        hook = None
-        if pre_norm:
-            hook = self._base.norm.register_forward_hook(lambda m, inp, o: captured.append(inp[0][:, -1]))
-        try:
-            h = self._base(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
-                           **{self._cache_kw: cache}).last_hidden_state[:, -1]
-        finally:
-            if hook is not None:
-                hook.remove()
-        logits = self._head(h).float()[:, : self.vocab_size]
-        return logits, (captured[0] if captured else h)
+        return self.parts.forward(embeds, mask, pos, cache, pre_norm)
 
     def _finish(self, prompt, toks, reason, end_reason, n_think, end_step, wall, uid, trace, stop_strs) -> Generation:
         text = self.tokenizer.decode(toks, skip_special_tokens=True)
@@ -321,34 +372,41 @@ def _new_cache(model):
         return DynamicCache()
 
 
-def _select_out(out: core.StepOut, sel: torch.Tensor) -> core.StepOut:
-    return core.StepOut(**{k: (None if v is None else v[sel]) for k, v in vars(out).items()})
-
-
 def _hit_stop(tokenizer, tail: list[int], stops: list[str]) -> bool:
     text = tokenizer.decode(tail, skip_special_tokens=True)
     return any(s in text for s in stops)
 
 
 class _Progress:
-    """tqdm over samples with the decode rate (generated tokens per second) as a postfix."""
+    """tqdm over samples with the decode rate (generated tokens per second) as a postfix, and the seconds spent
+    compiling decode shapes (excluded from the rate's clock) when the step is compiled."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, stats: CompileStats | None = None):
         self.bar = None
         self.n_tokens = 0
         self.t0 = time.perf_counter()
         self.last = 0.0
+        self.stats = stats
+        self.compile0 = stats.seconds if stats is not None else 0.0
         if enabled:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, unit="sample", desc="generate", dynamic_ncols=True)
 
-    def tokens(self, n: int) -> None:
+    def _postfix(self, now: float) -> str:
+        comp = (self.stats.seconds - self.compile0) if self.stats is not None else 0.0
+        rate = self.n_tokens / max(now - self.t0 - comp, 1e-9)
+        text = f"{rate:.1f} tok/s, {self.n_tokens} tok"
+        if self.stats is not None:
+            text += f", compile {comp:.1f} s ({self.stats.n_compiles} shapes)"
+        return text
+
+    def tokens(self, n: int, compiled: bool = False) -> None:
         self.n_tokens += n
         now = time.perf_counter()
         if self.bar is not None and now - self.last > 0.5:
             self.last = now
-            self.bar.set_postfix_str(f"{self.n_tokens / (now - self.t0):.1f} tok/s, {self.n_tokens} tok", refresh=True)
+            self.bar.set_postfix_str(self._postfix(now), refresh=True)
 
     def sample_done(self) -> None:
         if self.bar is not None:
@@ -356,6 +414,5 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            now = time.perf_counter()
-            self.bar.set_postfix_str(f"{self.n_tokens / max(now - self.t0, 1e-9):.1f} tok/s, {self.n_tokens} tok")
+            self.bar.set_postfix_str(self._postfix(time.perf_counter()))
             self.bar.close()

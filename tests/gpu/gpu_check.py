@@ -15,6 +15,11 @@ and one NVIDIA GPU (H100/H200); finishes in a few minutes. Writes a JSON report 
    initialised 1.5B-shaped Qwen2 model (bf16), reported as a ratio, plus the plugin's own per-step costs
    (mixing + driver) at batch 1..256.
 
+4. **engine**: the transformers engine's decode throughput on a random Qwen2-0.5B-shaped model (bf16): static KV
+   cache eager, the compiled decode forward (torch.compile mode "reduce-overhead": CUDA graphs) and transformers'
+   `generate`, soft vs discrete, at batch 1, 8, 32 (interleaved rounds, compile time separate), plus the greedy
+   tokens of compiled vs eager (common prefix per row; bf16 logits can tie, so this is reported, not asserted).
+
 CPU smoke run (logic only, small shapes, no graphs): `python tests/gpu/gpu_check.py --device cpu --small`.
 """
 from __future__ import annotations
@@ -312,12 +317,96 @@ def check_timing(dev, small, batches, new_tokens=64):
     return res
 
 
+# ---------------------------------------------------------------------------------------------------- 4. engine
+def qwen2_05b(small: bool):
+    from transformers import Qwen2Config
+
+    if small:
+        return tiny_or_15b(True)
+    # Qwen2.5-0.5B shape
+    return Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                       tie_word_embeddings=True, rope_theta=1000000.0)
+
+
+def check_engine(dev, small, batches, new_tokens=64, rounds=3):
+    from transformers import AutoModelForCausalLM
+
+    from softthink.engine import HFEngine
+
+    cfg_m = qwen2_05b(small)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.device(dev):
+        try:
+            model = AutoModelForCausalLM.from_config(cfg_m, dtype=dtype, attn_implementation="sdpa")
+        except TypeError:  # transformers < 4.56
+            model = AutoModelForCausalLM.from_config(cfg_m, torch_dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    eos = cfg_m.vocab_size - 1
+    model.generation_config.eos_token_id = eos
+    tok = _ByteTok(eos, cfg_m.vocab_size - 2)
+    eager = HFEngine(model, tok, progress=False, ignore_eos=True, compile="off")
+    comp = HFEngine(model, tok, progress=False, ignore_eos=True, compile="on")
+    sampling = {"temperature": 0.6, "top_k": 30, "top_p": 0.95}
+    disc = GenerationConfig.from_dict({"method": "cot_sample", "max_new_tokens": new_tokens, "batch_size": 256,
+                                       "think": sampling})
+    soft = GenerationConfig.from_dict({"method": "soft", "max_new_tokens": new_tokens, "batch_size": 256,
+                                       "think": {**sampling, "min_p": 0.001, "max_topk": 10}})
+    greedy = GenerationConfig.from_dict({"method": "cot_greedy", "max_new_tokens": new_tokens, "batch_size": 256})
+    res = {"model": "random Qwen2 0.5B shape" if not small else "tiny", "dtype": str(dtype),
+           "new_tokens": new_tokens, "batches": {}}
+    for bs in batches:
+        prompts = [[(7 * i + j) % 1000 + 3 for j in range(24 + i % 9)] for i in range(bs)]
+        ids = torch.full((bs, max(map(len, prompts))), eos, device=dev)
+        mask = torch.zeros_like(ids)
+        for r, p in enumerate(prompts):
+            ids[r, ids.shape[1] - len(p):] = torch.tensor(p, device=dev)
+            mask[r, ids.shape[1] - len(p):] = 1
+
+        def run_hf():
+            with torch.no_grad():
+                model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                               do_sample=True, pad_token_id=eos, **sampling)
+
+        arms = {"eager": lambda: eager.generate(prompts, disc), "eager_soft": lambda: eager.generate(prompts, soft),
+                "compiled": lambda: comp.generate(prompts, disc),
+                "compiled_soft": lambda: comp.generate(prompts, soft), "generate": run_hf}
+        c0 = comp.compile_stats.seconds
+        for fn in arms.values():  # warm-up; compiles the compiled arm's shapes
+            fn()
+        _sync(dev)
+        compile_s = comp.compile_stats.seconds - c0
+        times = {k: [] for k in arms}
+        for _ in range(rounds):
+            for k, fn in arms.items():
+                _sync(dev)
+                t0 = time.perf_counter()
+                fn()
+                _sync(dev)
+                times[k].append(time.perf_counter() - t0)
+        tps = {k: bs * new_tokens / sorted(v)[len(v) // 2] for k, v in times.items()}
+        a, b = eager.generate(prompts, greedy), comp.generate(prompts, greedy)
+        prefix = [next((i for i, (x, y) in enumerate(zip(g.token_ids, h.token_ids)) if x != y), len(g.token_ids))
+                  for g, h in zip(a, b)]
+        res["batches"][bs] = {**{f"{k}_tok_s": round(v, 1) for k, v in tps.items()}, "compile_s": round(compile_s, 1),
+                              "eager_over_generate": tps["eager"] / tps["generate"],
+                              "compiled_over_generate": tps["compiled"] / tps["generate"],
+                              "soft_over_discrete_eager": tps["eager_soft"] / tps["eager"],
+                              "soft_over_discrete_compiled": tps["compiled_soft"] / tps["compiled"],
+                              "greedy_identical_rows": sum(p == new_tokens for p in prefix), "rows": bs,
+                              "greedy_min_common_prefix": min(prefix)}
+    res["compiled_shapes"] = comp.compile_stats.shapes
+    res["ok"] = True
+    return res
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="small shapes (CPU smoke run)")
-    ap.add_argument("--only", nargs="*", default=["graph", "driver", "nosync", "timing"])
+    ap.add_argument("--only", nargs="*", default=["graph", "driver", "nosync", "timing", "engine"])
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_check.json"))
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
@@ -335,6 +424,7 @@ def main(argv=None):
         "driver": lambda: check_driver(dev, 2048 if small else 152064, batches),
         "nosync": lambda: check_nosync(dev, 2048 if small else 152064),
         "timing": lambda: check_timing(dev, small, [1, 4] if small else [1, 16, 64]),
+        "engine": lambda: check_engine(dev, small, [1, 8] if small else [1, 8, 32], new_tokens=16 if small else 64),
     }
     ok = True
     for name in a.only:
@@ -355,6 +445,12 @@ def main(argv=None):
     if "timing" in report and "batches" in report["timing"]:
         for bs, row in report["timing"]["batches"].items():
             print(f"timing bs={bs}: soft/discrete step time = {row['soft_over_discrete']:.3f}")
+    if "engine" in report and "batches" in report["engine"]:
+        for bs, row in report["engine"]["batches"].items():
+            print(f"engine bs={bs}: eager/generate {row['eager_over_generate']:.2f}, compiled/generate "
+                  f"{row['compiled_over_generate']:.2f}, soft/discrete {row['soft_over_discrete_eager']:.2f} (eager) "
+                  f"{row['soft_over_discrete_compiled']:.2f} (compiled), compile {row['compile_s']} s, greedy rows "
+                  f"identical {row['greedy_identical_rows']}/{row['rows']}")
     print(f"report: {a.out}")
     return 0 if ok else 1
 
