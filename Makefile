@@ -107,10 +107,11 @@ $(SGLANG_STAMP): pyproject.toml
 test-sglang: $(SGLANG_STAMP)
 	$(SGLANG_PY) -m pytest -q tests/sglang_real
 
-# one GPU, torch + transformers only: run with the interpreter that has them (GPU_PY=...), within 8 minutes
+# one GPU: torch + transformers (GPU_PY=...) for gpu_check.py (8 minutes); gpu_families.py also needs SGLang there
 GPU_PY ?= python3
 gpu-check:
-	timeout 480 $(GPU_PY) tests/gpu/gpu_check.py
+	timeout 480 $(GPU_PY) tests/gpu/gpu_check.py --only graph graph_scaled driver nosync timing
+	timeout 900 $(GPU_PY) tests/gpu/gpu_families.py  # DeepSeek (MLA) through SGLang; reports skipped without SGLang
 
 clean:
 	rm -rf build .pytest_cache
