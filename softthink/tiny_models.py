@@ -9,7 +9,7 @@ identical on every machine and torch version. `tiny-random-qwen2` and `tiny-rand
 |---|---|---|
 | `qwen3` | `Qwen3ForCausalLM` | q/k norms |
 | `mistral` | `MistralForCausalLM` | the Llama path under another class name |
-| `gemma2` | `Gemma2ForCausalLM` | input embeddings scaled by sqrt(hidden) after the lookup, tied embeddings, soft-capping |
+| `gemma2` | `Gemma2ForCausalLM` | embeddings scaled by sqrt(hidden) after the lookup, tied, final soft-capping |
 | `gemma3` | `Gemma3ForCausalLM` | the scale inside the embedding module (`Gemma3TextScaledWordEmbedding`), tied |
 | `phi3` | `Phi3ForCausalLM` | fused qkv / gate-up projections (Phi-4-reasoning's architecture) |
 | `qwen3moe` | `Qwen3MoeForCausalLM` | mixture of experts (Qwen3-30B-A3B's architecture) |

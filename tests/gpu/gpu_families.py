@@ -3,13 +3,14 @@ runs it when SGLang is importable; `python tests/gpu/gpu_families.py` alone).
 
 DeepSeek-V2 / V3 (MLA + MoE): on the CPU SGLang 0.5.23 runs MLA only through its intel_amx attention backend,
 whose kernels need a real sgl-kernel CPU build (the torch-native backend fails, see
-tests/sglang_real/test_cpu_families.py). On a GPU the stock CUDA backends run it. Gemma 2: SGLang's CPU forward
-differs from transformers' already in the prefill logits (greedy agrees, soft thinking cannot be compared there). Per family: one SGLang engine
-(`SGLangEngine(device="cuda")`, fp32, deterministic inference, the tiny seeded checkpoint of
-`softthink.tiny_models`), soft thinking, soft thinking with Cold Stop firing and greedy decoding against `HFEngine`
-on the same GPU in fp32 (greedy token for token, soft rows by the drift rule of the CPU family test); with CUDA
-graphs off (eager) and, for the first family, on (the mixing inside the captured decode graph). Also one CPU-verified family (Qwen3-MoE) as a control: if it fails here, the failure is the GPU
-setup's, not MLA's.
+tests/sglang_real/test_cpu_families.py); on a GPU the stock CUDA backends run it. Gemma 2: SGLang's CPU forward
+differs from transformers' already in the prefill logits (greedy agrees; soft thinking cannot be compared there).
+
+Per family: one SGLang engine (`SGLangEngine(device="cuda")`, fp32, deterministic inference, the tiny seeded
+checkpoint of `softthink.tiny_models`), soft thinking, soft thinking with Cold Stop firing and greedy decoding
+against `HFEngine` on the same GPU in fp32 (greedy token for token, soft rows by the drift rule of the CPU family
+test); with CUDA graphs off (eager) and, for the first family, on (the mixing inside the captured decode graph).
+Also one CPU-verified family (Qwen3-MoE) as a control: if it fails here, the failure is the GPU setup's.
 
 CPU smoke run of the script's logic on a CPU-verified family: `python tests/gpu/gpu_families.py --device cpu
 --families tiny-random-qwen3moe --no-graphs`.

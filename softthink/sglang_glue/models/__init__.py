@@ -286,5 +286,8 @@ def soft_classes(names=None) -> List[type]:
 
 def __getattr__(attr):  # `from softthink.sglang_glue.models import Qwen2ForCausalLM`
     if attr.endswith("ForCausalLM") or attr.endswith("ForConditionalGeneration"):
-        return soft_classes([attr])[0]
+        try:
+            return soft_classes([attr])[0]
+        except KeyError:
+            pass
     raise AttributeError(attr)
