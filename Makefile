@@ -135,11 +135,12 @@ $(SGLANG_STAMP): pyproject.toml
 test-sglang: $(SGLANG_STAMP)
 	$(SGLANG_PY) -m pytest -q tests/sglang_real
 
-# one GPU, torch + transformers only: run with the interpreter that has them (GPU_PY=...), within 11 minutes
-# (the engine check compiles one decode shape per batch size)
+# one GPU: torch + transformers (GPU_PY=...) for gpu_check.py (11 minutes: the engine check compiles one decode shape
+# per batch size); gpu_families.py also needs SGLang there (DeepSeek MLA through SGLang; skipped without it)
 GPU_PY ?= python3
 gpu-check:
-	timeout 660 $(GPU_PY) tests/gpu/gpu_check.py
+	timeout 660 $(GPU_PY) tests/gpu/gpu_check.py --only graph graph_scaled driver nosync timing engine
+	timeout 900 $(GPU_PY) tests/gpu/gpu_families.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -7,6 +7,8 @@ Aliases:
 * `tiny-random-llama`, `tiny-random-qwen2`: two-layer models with seeded weights drawn from numpy's PCG64 (identical
   on every call and machine) and a byte-level tokenizer built in code (no files, no hub). The Qwen2 one has a
   single-id `</think>` and a template that opens `<think>`; the Llama one has neither (multi-token marker path).
+* `tiny-random-<family>` for the other architecture families (Qwen3, Mistral, Gemma 2/3, Phi-3, Qwen3-MoE,
+  DeepSeek-V2/V3): `softthink.tiny_models`.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from softthink.tiny_models import ALIASES as _TINY_FAMILIES  # the other architecture families
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = ("smollm2-135m", "tiny-random-llama", "tiny-random-qwen2")
+ALIASES = ("smollm2-135m", "tiny-random-llama", "tiny-random-qwen2") + _TINY_FAMILIES
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -53,6 +57,10 @@ def load_model(spec: str, device: str = "cpu", dtype: Any = None):
     dt = _dtype(dtype) if dtype is not None else (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
     if spec in ("tiny-random-llama", "tiny-random-qwen2"):
         model, tok = _tiny_random(spec.split("-")[-1], dt)
+    elif spec in _TINY_FAMILIES:
+        from softthink import tiny_models
+
+        model, tok = tiny_models.build(spec[len("tiny-random-"):], dt)
     elif spec == "smollm2-135m":
         model, tok = _smollm2(dt)
     else:
@@ -68,6 +76,10 @@ def load_tokenizer(spec: str):
     if spec in ("tiny-random-llama", "tiny-random-qwen2"):
         qwen = spec.endswith("qwen2")
         return byte_tokenizer(single_think_tokens=qwen, template_opens_think=qwen)
+    if spec in _TINY_FAMILIES:
+        from softthink import tiny_models
+
+        return tiny_models.tokenizer()
     if spec == "smollm2-135m":
         gguf = _smollm2_gguf()
         cached = cache_dir() / f"smollm2-135m-{sha256_file(gguf)[:16]}"

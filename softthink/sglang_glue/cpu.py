@@ -101,6 +101,10 @@ def materialize(spec: str, dtype: str = "float32") -> str:
     from softthink.runs import model_fingerprint
 
     fp = model_fingerprint(spec)
+    from softthink import tiny_models
+
+    if spec in tiny_models.ALIASES:  # the fingerprint hashes models._tiny_random only; these weights come from here
+        fp = dict(fp, tiny_models_sha256=tiny_models.code_sha256())
     tag = json.dumps([fp, dtype, MATERIALIZE_VERSION], sort_keys=True, default=str)
     import hashlib
 
@@ -122,10 +126,15 @@ def materialize(spec: str, dtype: str = "float32") -> str:
         cfg["architectures"] = [type(model).__name__]
         cfg["torch_dtype"] = dtype
         cfg.pop("dtype", None)
-        tied = bool(getattr(model.config, "tie_word_embeddings", False))
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
-                 if not (tied and k == "lm_head.weight")}
-        safetensors.torch.save_file(state, str(tmp / "model.safetensors"))
+        if spec in tiny_models.ALIASES:
+            # transformers' own writer: it stores fused MoE experts in the per-expert layout of published
+            # checkpoints (experts.{e}.gate_proj / up_proj / down_proj), the layout SGLang's loaders read
+            model.save_pretrained(tmp)
+        else:
+            tied = bool(getattr(model.config, "tie_word_embeddings", False))
+            state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+                     if not (tied and k == "lm_head.weight")}
+            safetensors.torch.save_file(state, str(tmp / "model.safetensors"))
         tok.save_pretrained(tmp)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
         os.replace(tmp, out)

@@ -503,7 +503,11 @@ def cmd_check(a) -> int:
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
     from softthink.sglang_glue.models import soft_classes
 
-    print("soft classes:", [c.__name__ for c in soft_classes()])
+    from softthink.sglang_glue import PAPER_ARCHITECTURES
+
+    classes = soft_classes()
+    print(f"soft classes: {len(classes)} SGLang model classes wrapped (paper architectures: "
+          f"{[c.__name__ for c in classes if c.__name__ in PAPER_ARCHITECTURES]})")
     return 0 if torch.cuda.is_available() else 2
 
 

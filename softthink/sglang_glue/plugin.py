@@ -5,7 +5,7 @@ SGLang (>= 0.5.16) runs `register()` at the top of every scheduler, the DP contr
 process, then `HookRegistry.apply_hooks()`. Being installed must not change anybody's SGLang, so `register()` is a
 no-op unless selected:
 
-* `SOFTTHINK_SGLANG_DRIVER=A` - shadow the Qwen2/Qwen3/Llama classes only (Driver A, the custom logit processor,
+* `SOFTTHINK_SGLANG_DRIVER=A` - shadow the model classes only (Driver A, the custom logit processor,
   does the rest; equivalent to `SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models`);
 * `SOFTTHINK_SGLANG_DRIVER=B` (or `SGLANG_PLUGINS` naming `softthink` explicitly) - shadow the classes and install
   Driver B: an `AROUND` hook on `ModelRunner.sample` plus an `AFTER` hook on `Req.__init__` that records
@@ -63,7 +63,7 @@ def _deliver_models() -> list:
 
 
 def register_models() -> list:
-    """Shadow the supported architectures in this process's `ModelRegistry`."""
+    """Shadow every model class in this process's `ModelRegistry` with its soft subclass."""
     from sglang.srt.models.registry import ModelRegistry
 
     from softthink.sglang_glue.models import soft_classes

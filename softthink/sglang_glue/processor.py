@@ -21,9 +21,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from softthink.sglang_glue import SUPPORTED_ARCHITECTURES as SUPPORTED
 from softthink.sglang_glue import driver as D
-from softthink.sglang_glue.tables import get_tables
+from softthink.sglang_glue.tables import get_tables, missing_reason
 
 logger = logging.getLogger("softthink.sglang_glue")
 
@@ -133,9 +132,8 @@ def admit(p: Optional[Dict], req, tables=None) -> Optional["D.RequestSpec"]:
             tables = get_tables(required=False)
         if tables is None:
             raise D.PluginRequestError(
-                "this server has no soft-thinking state tables: the model's architecture is not one the plugin "
-                "shadows (" + ", ".join(SUPPORTED) + "), or the server was not launched through softthink "
-                "(SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models); refusing to serve it as plain decoding")
+                "this server has no soft-thinking state tables (" + missing_reason() + "); refusing to serve it as "
+                "plain decoding")
         if spec.uses_driver:
             D.check_widths(spec, tables.kmax, tables.marker_max, tables.vocab)
             tables.note_width(spec.widths(tables.vocab or 1 << 30)[1])

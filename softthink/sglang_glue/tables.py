@@ -171,6 +171,26 @@ class SoftStateTables:
         act = self.active.index_select(0, r).unsqueeze(-1)
         return torch.where(act, mixed.to(plain.dtype), plain)
 
+    def mix_module(
+        self,
+        lookup: Callable[[torch.Tensor], torch.Tensor],
+        r: torch.Tensor,
+        input_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Decode inputs through the model's own embedding lookup (`lookup`: the module's original forward):
+        `where(active[r], Σ_k w[r,k]·lookup(ids[r,k]), lookup(input_ids))`. The plain rows are the stock call
+        itself (bit-identical); a scale the module applies inside its forward reaches every concept row, exactly
+        as the transformers engine mixes the rows of its own embedding module. Graph-safe like `mix`."""
+        r = r.to(torch.int64)
+        B, k = input_ids.shape[0], self.mix_width()
+        ids = self.ids[:, :k].index_select(0, r)
+        w = self.w[:, :k].index_select(0, r)
+        plain = lookup(input_ids)
+        rows = lookup(ids.reshape(-1)).view(B, k, -1)
+        mixed = mix_rows(rows, w, self.mix_dtype)
+        act = self.active.index_select(0, r).unsqueeze(-1)
+        return torch.where(act, mixed.to(plain.dtype), plain)
+
     def mix_sharded(
         self,
         local_lookup: Callable[[torch.Tensor], torch.Tensor],
@@ -218,6 +238,7 @@ def mix_rows(rows: torch.Tensor, w: torch.Tensor, mix_dtype: str = "model") -> t
 # ---------------------------------------------------------------------- process registry
 _LOCK = threading.Lock()
 _TABLES: Optional[SoftStateTables] = None
+_REFUSED: Optional[str] = None  # why this process's model cannot serve soft requests (set instead of tables)
 
 
 def publish(tables: SoftStateTables) -> SoftStateTables:
@@ -228,17 +249,29 @@ def publish(tables: SoftStateTables) -> SoftStateTables:
     return tables
 
 
+def refuse(reason: str) -> None:
+    """Record that this process's model cannot serve soft requests (the model class refused it)."""
+    global _REFUSED
+    with _LOCK:
+        _REFUSED = reason
+
+
+def missing_reason() -> str:
+    """Why there are no tables in this process."""
+    if _REFUSED:
+        return f"the model was refused: {_REFUSED}"
+    return ("the model was not built through softthink: launch with "
+            "SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models (or the softthink plugin entry point)")
+
+
 def get_tables(required: bool = True) -> Optional[SoftStateTables]:
     if _TABLES is None and required:
-        raise RuntimeError(
-            "softthink: no soft-thinking state tables in this process. The model class was not shadowed: launch "
-            "with SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models (or the softthink plugin entry "
-            "point) and a Qwen2/Qwen3/Llama checkpoint."
-        )
+        raise RuntimeError("softthink: no soft-thinking state tables in this process; " + missing_reason())
     return _TABLES
 
 
 def unpublish() -> None:
-    global _TABLES
+    global _TABLES, _REFUSED
     with _LOCK:
         _TABLES = None
+        _REFUSED = None

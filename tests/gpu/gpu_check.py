@@ -11,6 +11,8 @@ and one NVIDIA GPU (H100/H200); finishes in a few minutes. Writes a JSON report 
    (reported).
 2b. **nosync**: the driver step, the mixing and the forced logits run under `torch.cuda.set_sync_debug_mode("error")`
    (no host synchronisation, as the overlap scheduler needs).
+1b. **graph_scaled**: the same through `SoftStateTables.mix_module` with a lookup that scales inside (how the plugin
+   mixes on every architecture: the model's own embedding module, e.g. Gemma 3's sqrt(hidden) one).
 3. **timing**: decode step time of soft vs discrete (CoT greedy) decoding with `HFEngine` on a randomly
    initialised 1.5B-shaped Qwen2 model (bf16), reported as a ratio, plus the plugin's own per-step costs
    (mixing + driver) at batch 1..256.
@@ -19,6 +21,9 @@ and one NVIDIA GPU (H100/H200); finishes in a few minutes. Writes a JSON report 
    cache eager, the compiled decode forward (torch.compile mode "reduce-overhead": CUDA graphs) and transformers'
    `generate`, soft vs discrete, at batch 1, 8, 32 (interleaved rounds, compile time separate), plus the greedy
    tokens of compiled vs eager (common prefix per row; bf16 logits can tie, so this is reported, not asserted).
+5. **families** (`gpu_families.py`, needs SGLang): soft thinking, Cold Stop and greedy decoding through SGLang vs
+   `HFEngine` token for token on the tiny DeepSeek-V3 / V2 (MLA + MoE, not runnable on SGLang's CPU path) and
+   Qwen3-MoE checkpoints, eager and with CUDA graphs; reported as skipped where SGLang is not installed.
 
 CPU smoke run (logic only, small shapes, no graphs): `python tests/gpu/gpu_check.py --device cpu --small`.
 """
@@ -48,11 +53,26 @@ def _sync(dev):
 
 
 # ---------------------------------------------------------------------------------------------------- 1. graph
-def check_graph(dev, vocab, hidden, batches, kmax=30, rows=1024):
-    res = {"vocab": vocab, "hidden": hidden, "kmax": kmax, "batches": {}}
+def check_graph(dev, vocab, hidden, batches, kmax=30, rows=1024, scale=None):
+    """`scale=None`: `tables.mix` on the weight matrix; a number: `tables.mix_module` through a lookup that
+    multiplies inside (Gemma 3's embedding module, the every-architecture path of sglang_glue.models)."""
+    res = {"vocab": vocab, "hidden": hidden, "kmax": kmax, "scale": scale, "batches": {}}
     g = torch.Generator(device="cpu").manual_seed(0)
     weight = (torch.randn(vocab, hidden, generator=g) * 0.02).to(dev, torch.bfloat16)
     tb = T.SoftStateTables(rows, kmax, device=dev)
+    tb.note_width(kmax)
+    if scale is not None:
+        def lookup(x):
+            return torch.nn.functional.embedding(x, weight) * scale
+
+        def run_mix(r, ids):
+            return tb.mix_module(lookup, r, ids)
+    else:
+        def lookup(x):
+            return torch.nn.functional.embedding(x, weight)
+
+        def run_mix(r, ids):
+            return tb.mix(weight, r, ids)
     ok_all = True
     for bs in batches:
         n_live = max(1, bs - bs // 4)  # the rest is padding (row 0)
@@ -64,11 +84,11 @@ def check_graph(dev, vocab, hidden, batches, kmax=30, rows=1024):
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
                 for _ in range(2):  # warm-up outside the graph
-                    tb.mix(weight, r_static, ids_static)
+                    run_mix(r_static, ids_static)
             torch.cuda.current_stream().wait_stream(s)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                out_static = tb.mix(weight, r_static, ids_static)
+                out_static = run_mix(r_static, ids_static)
         worst = 0.0
         for step in range(4):
             gen = torch.Generator(device="cpu").manual_seed(1000 * bs + step)
@@ -84,17 +104,17 @@ def check_graph(dev, vocab, hidden, batches, kmax=30, rows=1024):
             tb.scatter(live_rows.to(dev), {"active": act.to(dev), "w": w.to(dev), "ids": cid.to(dev)})
             r_static.copy_(r.to(dev))
             ids_static.copy_(ids.to(dev))
-            eager = tb.mix(weight, r.to(dev), ids.to(dev))
+            eager = run_mix(r.to(dev), ids.to(dev))
             if use_graph:
                 graph.replay()
                 got = out_static.clone()
             else:
-                got = tb.mix(weight, r_static, ids_static)
+                got = run_mix(r_static, ids_static)
             _sync(dev)
             diff = (got.float() - eager.float()).abs().max().item()
             worst = max(worst, diff)
             # inactive rows and padding are the plain lookup, bit for bit
-            plain = torch.nn.functional.embedding(ids.to(dev), weight)
+            plain = lookup(ids.to(dev))
             inactive = ~tb.active[r.to(dev)]
             if not torch.equal(got[inactive], plain[inactive]):
                 worst = max(worst, float("inf"))
@@ -406,7 +426,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="small shapes (CPU smoke run)")
-    ap.add_argument("--only", nargs="*", default=["graph", "driver", "nosync", "timing", "engine"])
+    ap.add_argument("--only", nargs="*",
+                    default=["graph", "graph_scaled", "driver", "nosync", "timing", "engine", "families"])
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_check.json"))
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
@@ -421,10 +442,14 @@ def main(argv=None):
     t_start = time.time()
     checks = {
         "graph": lambda: check_graph(dev, vocab, hidden, batches),
+        "graph_scaled": lambda: check_graph(dev, vocab, hidden, batches, scale=8.0),
         "driver": lambda: check_driver(dev, 2048 if small else 152064, batches),
         "nosync": lambda: check_nosync(dev, 2048 if small else 152064),
         "timing": lambda: check_timing(dev, small, [1, 4] if small else [1, 16, 64]),
         "engine": lambda: check_engine(dev, small, [1, 8] if small else [1, 8, 32], new_tokens=16 if small else 64),
+        # SGLang end to end on the families its CPU path cannot run (DeepSeek MLA); skipped without SGLang
+        "families": lambda: __import__("gpu_families").check_families(
+            a.device, ["tiny-random-qwen3moe"] if small else None, graphs=not small),
     }
     ok = True
     for name in a.only:
@@ -434,6 +459,9 @@ def main(argv=None):
         except Exception as e:  # keep going, report the failure
             report[name] = {"ok": False, "error": repr(e), "traceback": traceback.format_exc()}
         report[name]["seconds"] = round(time.time() - t0, 1)
+        if report[name].get("ok") is None and "skipped" in report[name]:
+            print(f"[{name}] skipped: {report[name]['skipped']}", flush=True)
+            continue
         ok &= bool(report[name].get("ok"))
         print(f"[{name}] ok={report[name].get('ok')} ({report[name]['seconds']} s)", flush=True)
     report["ok"], report["seconds"] = ok, round(time.time() - t_start, 1)

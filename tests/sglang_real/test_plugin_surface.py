@@ -15,14 +15,19 @@ import pytest
 import torch
 
 import sglang
-from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, SUPPORTED_ARCHITECTURES, SUPPORTED_SGLANG
+from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE, PAPER_ARCHITECTURES, SUPPORTED_SGLANG
 
-FORWARD_PARAMS = ["self", "input_ids", "positions", "forward_batch", "input_embeds", "get_embedding",
-                  "pp_proxy_tensors"]
 BASES = {
     "Qwen2ForCausalLM": "sglang.srt.models.qwen2",
     "Qwen3ForCausalLM": "sglang.srt.models.qwen3",
     "LlamaForCausalLM": "sglang.srt.models.llama",
+    "MistralForCausalLM": "sglang.srt.models.mistral",
+    "Gemma2ForCausalLM": "sglang.srt.models.gemma2",
+    "Gemma3ForCausalLM": "sglang.srt.models.gemma3_causal",
+    "Phi3ForCausalLM": "sglang.srt.models.llama",
+    "Qwen3MoeForCausalLM": "sglang.srt.models.qwen3_moe",
+    "DeepseekV2ForCausalLM": "sglang.srt.models.deepseek_v2",
+    "DeepseekV3ForCausalLM": "sglang.srt.models.deepseek_v2",
 }
 
 
@@ -37,8 +42,10 @@ def test_pinned_version():
     assert sglang.__version__ == SUPPORTED_SGLANG
 
 
-@pytest.mark.parametrize("arch", SUPPORTED_ARCHITECTURES)
+@pytest.mark.parametrize("arch", list(BASES))
 def test_forward_signature_matches_release(arch):
+    """SGLang inspects `model.forward` (e.g. for `pp_proxy_tensors`): the soft class reports the base's signature,
+    and the base's first three parameters are the ones the soft forward reads."""
     import importlib
 
     from softthink.sglang_glue.models import soft_classes
@@ -46,7 +53,7 @@ def test_forward_signature_matches_release(arch):
     base = getattr(importlib.import_module(BASES[arch]), arch)
     soft = soft_classes([arch])[0]
     sb, ss = inspect.signature(base.forward), inspect.signature(soft.forward)
-    assert list(sb.parameters) == FORWARD_PARAMS
+    assert list(sb.parameters)[:4] == ["self", "input_ids", "positions", "forward_batch"]
     assert list(ss.parameters) == list(sb.parameters)
     for name in sb.parameters:
         assert ss.parameters[name].default == sb.parameters[name].default, name
@@ -80,17 +87,23 @@ def test_external_model_package_wins_over_builtin():
 import json
 from sglang.srt.models.registry import ModelRegistry
 out = {}
-for arch in ["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"]:
+from sglang.srt.models.registry import import_model_classes
+for arch in ["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+             "DeepseekV3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM", "Qwen2VLForConditionalGeneration"]:
     cls, name = ModelRegistry.resolve_model_cls([arch])
     out[arch] = [cls.__module__, bool(getattr(cls, "softthink_soft", False)), cls.__name__]
+builtin = import_model_classes("sglang.srt.models")
+out["_plain"] = sorted(a for a in builtin if not (getattr(ModelRegistry.models.get(a), "softthink_soft", False)
+                                                  or getattr(ModelRegistry.models.get(a), "softthink_refused", False)))
+out["_refused"] = sorted(a for a in builtin if getattr(ModelRegistry.models.get(a), "softthink_refused", False))
 print(json.dumps(out))
 """
     out = _run_py(code, {"SGLANG_EXTERNAL_MODEL_PACKAGE": EXTERNAL_MODEL_PACKAGE})
-    for arch in SUPPORTED_ARCHITECTURES:
-        mod, soft, name = out[arch]
+    # every architecture resolves to its soft class (a refused one refuses when built, it never serves plain)
+    assert out.pop("_plain") == []
+    assert "MiniCPMV" in out.pop("_refused")  # a dispatcher class, not a module: a refusing stand-in
+    for arch, (mod, soft, name) in out.items():
         assert soft and mod.startswith("softthink.sglang_glue.models") and name == arch
-    mod, soft, _ = out["MistralForCausalLM"]
-    assert not soft and mod.startswith("sglang.srt.models")
 
 
 def test_processor_serialises_and_loads_back():
@@ -247,42 +260,128 @@ def test_launch_flags_parse_with_release_cli():
             assert hasattr(ns, k), k
 
 
-def test_model_subclass_forward_logic(monkeypatch):
-    """Decode feeds `tables.mix(...)` as input_embeds; extend resets the batch's rows and passes ids through."""
-    import importlib
+class _ToyModel(torch.nn.Module):
+    """A decoder shaped like SGLang's: `model.embed_tokens`, a scale after the lookup (Gemma's normaliser), a
+    tied LM head that is the embedding module, a `logits_processor`. Forward returns the scaled inputs."""
 
-    from sglang.srt.model_executor.forward_batch_info import ForwardMode
+    def __init__(self, config=None, quant_config=None, embed=None):
+        super().__init__()
+        self.config = config
+        self.model = torch.nn.Module()
+        self.model.embed_tokens = embed if embed is not None else torch.nn.Embedding(30, 6)
+        self.lm_head = self.model.embed_tokens
+        self.logits_processor = object()
+        self.normalizer = 3.0
 
+    def forward(self, input_ids, positions, forward_batch, input_embeds=None, get_embedding=False):
+        h = self.model.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        self.lm_head(input_ids)  # a second lookup in the same forward must stay plain
+        return h * self.normalizer
+
+
+def _toy_tables(embed_rows=30):
     from softthink.sglang_glue import tables as T
-    from softthink.sglang_glue.models import soft_classes
 
-    soft = soft_classes(["Qwen2ForCausalLM"])[0]
-    base = getattr(importlib.import_module(BASES["Qwen2ForCausalLM"]), "Qwen2ForCausalLM")
-    seen = {}
-
-    def fake_forward(self, input_ids, positions, forward_batch, input_embeds=None, get_embedding=False,
-                     pp_proxy_tensors=None):
-        seen["embeds"] = input_embeds
-        return "logits"
-
-    monkeypatch.setattr(base, "forward", fake_forward)
-    obj = soft.__new__(soft)
-    torch.nn.Module.__init__(obj)
-    obj.model = torch.nn.Module()
-    obj.model.embed_tokens = torch.nn.Embedding(30, 6)
-    obj.softthink_tables = tb = T.SoftStateTables(5, 3)
-    obj.softthink_embed_scale = None
+    tb = T.SoftStateTables(5, 3)
     tb.active[2] = True
     tb.ids[2] = torch.tensor([1, 2, 3])
     tb.w[2] = torch.tensor([0.5, 0.25, 0.25])
+    tb.note_width(3)  # eager decode mixes the widest admitted concept
+    return tb
+
+
+def test_model_subclass_forward_logic(monkeypatch):
+    """Decode: the embedding module returns the concept for active rows, the stock lookup for the others, and
+    whatever the model does after the lookup (here x3) applies to both; extend resets the batch's rows."""
+    from sglang.srt.model_executor.forward_batch_info import ForwardMode
+
+    from softthink.sglang_glue import models as M
+    from softthink.sglang_glue import tables as T
+
+    tb = _toy_tables()
+    monkeypatch.setattr(M, "_tables_for", lambda embed, config: T.publish(tb))
+    monkeypatch.setattr(M, "_refuse_unsupported_modes", lambda: None)
+    soft = M.soft_class(_ToyModel)
+    assert soft.__name__ == "_ToyModel" and issubclass(soft, _ToyModel)
+    obj = soft(config=types.SimpleNamespace(vocab_size=30))
+    E = obj.model.embed_tokens.weight.detach()
     fb = types.SimpleNamespace(forward_mode=ForwardMode.DECODE, req_pool_indices=torch.tensor([2, 1, 0]))
     ids = torch.tensor([7, 8, 0])
-    assert obj.forward(ids, None, fb) == "logits"
-    assert torch.equal(seen["embeds"], tb.mix(obj.model.embed_tokens.weight, fb.req_pool_indices, ids))
-    assert torch.equal(seen["embeds"][1], obj.model.embed_tokens.weight[8])
-    fb = types.SimpleNamespace(forward_mode=ForwardMode.EXTEND, req_pool_indices=torch.tensor([2]))
-    obj.forward(ids[:1], None, fb)
-    assert seen["embeds"] is None and not bool(tb.active[2]) and bool(tb.fresh[2])
+    with torch.no_grad():
+        out = obj.forward(ids, None, fb)
+        concept = 0.5 * E[1] + 0.25 * E[2] + 0.25 * E[3]
+        assert torch.allclose(out[0], concept * 3.0, atol=1e-6)
+        assert torch.equal(out[1], E[8] * 3.0) and torch.equal(out[2], E[0] * 3.0)  # plain rows: the stock lookup
+        assert obj.softthink_embed_hook.rows is None  # disarmed after the forward
+        assert torch.equal(obj.model.embed_tokens(ids), E[ids])  # outside a soft forward: the plain module
+        fb = types.SimpleNamespace(forward_mode=ForwardMode.EXTEND, req_pool_indices=torch.tensor([2]))
+        out = obj.forward(ids[:1], None, fb)
+    assert torch.equal(out[0], E[7] * 3.0) and not bool(tb.active[2]) and bool(tb.fresh[2])
+    T.unpublish()
+
+
+def test_scale_inside_the_embedding_module_reaches_the_concept(monkeypatch):
+    """Gemma 3's SGLang embedding multiplies inside its forward: a one-hot concept equals the scaled token
+    embedding, a mixture is the mixture of scaled rows (the transformers engine mixes its module's rows alike)."""
+    from sglang.srt.model_executor.forward_batch_info import ForwardMode
+    from sglang.srt.models.gemma3_causal import Gemma3TextScaledWordEmbedding
+
+    from softthink.sglang_glue import models as M
+    from softthink.sglang_glue import tables as T
+
+    tb = _toy_tables()
+    tb.active[3] = True
+    tb.ids[3] = torch.tensor([5, 0, 0])
+    tb.w[3] = torch.tensor([1.0, 0.0, 0.0])
+    monkeypatch.setattr(M, "_tables_for", lambda embed, config: T.publish(tb))
+    monkeypatch.setattr(M, "_refuse_unsupported_modes", lambda: None)
+    embed = Gemma3TextScaledWordEmbedding(30, 6, 0, embed_scale=8.0)
+    obj = M.soft_class(_ToyModel)(config=None, embed=embed)
+    E = embed.weight.detach()
+    fb = types.SimpleNamespace(forward_mode=ForwardMode.DECODE, req_pool_indices=torch.tensor([3, 2, 1]))
+    with torch.no_grad():
+        out = obj.forward(torch.tensor([9, 9, 9]), None, fb)
+    assert torch.equal(out[0], E[5] * 8.0 * 3.0)  # one-hot concept == the module's own (scaled) token embedding
+    assert torch.allclose(out[1], 8.0 * 3.0 * (0.5 * E[1] + 0.25 * E[2] + 0.25 * E[3]), atol=1e-5)
+    assert torch.equal(out[2], E[9] * 8.0 * 3.0)
+    T.unpublish()
+
+
+def test_models_whose_inputs_are_not_token_embeddings_are_refused():
+    """Multimodal classes, models without an LM head and the transformers backend are refused when built (and the
+    process records why, so a soft request gets that reason); a causal LM with an embedding module is accepted."""
+    from sglang.srt.models.qwen2_vl import Qwen2VLForConditionalGeneration
+
+    from softthink.sglang_glue import models as M
+    from softthink.sglang_glue import tables as T
+
+    def bare(cls, **attrs):
+        obj = cls.__new__(cls)
+        torch.nn.Module.__init__(obj)
+        for k, v in attrs.items():
+            setattr(obj, k, v)
+        return obj
+
+    vl = bare(Qwen2VLForConditionalGeneration, logits_processor=object())
+    assert "multimodal" in M.refusal(vl)
+    head_less = bare(_ToyModel)
+    head_less.model = torch.nn.Module()
+    head_less.model.embed_tokens = torch.nn.Embedding(4, 2)
+    assert "no language-model head" in M.refusal(head_less)
+    no_embed = bare(_ToyModel, logits_processor=object())
+    assert "no token-embedding module" in M.refusal(no_embed)
+    ok = _ToyModel()
+    assert M.refusal(ok) is None and M.input_embedding(ok) is ok.model.embed_tokens
+    from sglang.srt.models.transformers import TransformersForCausalLM
+
+    assert "transformers backend" in M.refusal(bare(TransformersForCausalLM, logits_processor=object()))
+    try:
+        with pytest.raises(M.UnsupportedArchitecture, match="multimodal"):
+            M.attach(vl)
+        with pytest.raises(RuntimeError, match="multimodal"):
+            T.get_tables()
+    finally:
+        T.unpublish()
 
 
 def test_engine_refuses_without_cuda():
@@ -337,3 +436,12 @@ def test_tensor_parallel_path_uses_the_release_shard_gather(monkeypatch):
     assert reduce(x) is x and len(calls) == 1  # scattered inputs: the stock layer skips it, so do we
     assert _sharded_ops(types.SimpleNamespace(tp_size=1)) is None
     assert _sharded_ops(torch.nn.Embedding(3, 2)) is None
+
+    class Scaled(VocabParallelEmbedding):  # a subclass that changes the lookup keeps its own forward
+        def forward(self, input_):
+            return super().forward(input_) * 2
+
+    scaled = Scaled.__new__(Scaled)
+    torch.nn.Module.__init__(scaled)
+    scaled.tp_size = 2
+    assert _sharded_ops(scaled) is None
