@@ -47,6 +47,8 @@ def supports_static(model) -> str | None:
         return "sliding-window attention"
     if getattr(cfg, "is_encoder_decoder", False):
         return "encoder-decoder model"
+    if getattr(cfg, "kv_lora_rank", None) or getattr(cfg, "v_head_dim", None) or getattr(cfg, "qk_rope_head_dim", None):
+        return "multi-head latent attention (keys and values of different widths)"  # DeepSeek-V2/V3
     return None
 
 
