@@ -138,7 +138,8 @@ def test_processor_call_with_real_base_class():
                                     retraction_count=0)
         params = soft_custom_params(cfg, [50], [2], uid=1) | {"__req__": req}
         tb.reset_rows(torch.tensor([3]))
-        logits = torch.randn(1, 64)
+        logits = torch.randn(1, 64, generator=torch.Generator().manual_seed(0))
+        logits[0, 50] = logits.min() - 1.0  # the marker id must not win the first step (the row would end thinking)
         out = SoftThinkingLogitProcessor()(logits.clone(), [params])
         assert out.shape == logits.shape
         assert int(out.argmax()) == int(logits.argmax()) and torch.isinf(out).sum() == 63
