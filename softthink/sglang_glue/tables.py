@@ -202,15 +202,7 @@ class SoftStateTables:
         vocabulary shard (out-of-shard rows are zero), mix locally, then ONE all-reduce of `[B, D]` - the same
         collective volume as the stock decode lookup. Inactive rows all-reduce exactly the stock partials, so they
         stay bit-identical to the stock path; soft rows differ from the single-GPU sum only in summation order."""
-        r = r.to(torch.int64)
-        B, k = input_ids.shape[0], self.mix_width()
-        ids = self.ids[:, :k].index_select(0, r)
-        w = self.w[:, :k].index_select(0, r)
-        plain = local_lookup(input_ids)
-        rows = local_lookup(ids.reshape(-1)).view(B, k, -1)
-        mixed = mix_rows(rows, w, self.mix_dtype)
-        act = self.active.index_select(0, r).unsqueeze(-1)
-        return all_reduce(torch.where(act, mixed.to(plain.dtype), plain))
+        return all_reduce(self.mix_module(local_lookup, r, input_ids))
 
 
 def mix_embeddings(weight: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, mix_dtype: str = "model") -> torch.Tensor:

@@ -49,32 +49,11 @@ def sglang_available() -> str | None:
         return f"sglang is not importable ({e})"
 
 
-def _compare(name: str, ref, got) -> list:
-    """The CPU family test's rule (tests/sglang_real/test_cpu_families.py): greedy rows token for token; soft rows
-    with early concepts within EARLY_TOL and token differences only after the concepts drifted (chaotic tiny nets)."""
-    from test_cpu_families import DRIFT, EARLY_STEPS, EARLY_TOL, _drift
-
-    problems = []
-    for i, (r, g) in enumerate(zip(ref, got)):
-        k = next((j for j, (a, b) in enumerate(zip(r.token_ids, g["token_ids"])) if a != b), None)
-        if k is None and len(r.token_ids) != len(g["token_ids"]):
-            k = min(len(r.token_ids), len(g["token_ids"]))
-        if name == "cot_greedy":
-            if k is not None:
-                problems.append(f"row {i}: first divergence at step {k + 1}")
-            continue
-        drift = _drift(r, g["meta"])
-        if max(drift[:EARLY_STEPS], default=0.0) > EARLY_TOL:
-            problems.append(f"row {i}: concepts differ early {drift[:EARLY_STEPS]}")
-        if k is not None and (k == 0 or max(drift[:k], default=0.0) < DRIFT):
-            problems.append(f"row {i}: token differs at step {k + 1} without prior drift")
-    return problems
-
-
 def check_family(model: str, device: str, graphs: bool) -> dict:
     import torch
 
     from child import run_jobs
+    from test_cpu_families import row_problems  # the CPU family test's rule, the same on the GPU
     from softthink.chat import render_chat
     from softthink.engine import HFEngine
     from softthink.models import load_model
@@ -105,7 +84,7 @@ def check_family(model: str, device: str, graphs: bool) -> dict:
             if name in res["errors"]:
                 run["jobs"][name] = {"ok": False, "error": res["errors"][name]}
             else:
-                problems = _compare(name, ref[name], res["results"][name])
+                problems = row_problems(name, ref[name], res["results"][name])
                 run["jobs"][name] = {"ok": not problems, "problems": problems}
             ok &= run["jobs"][name]["ok"]
         out["runs"][label] = run

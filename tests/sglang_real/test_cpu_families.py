@@ -111,18 +111,9 @@ def _cases():
             yield pytest.param(model, name, id=f"{model[len('tiny-random-'):]}-{name}")
 
 
-@pytest.mark.parametrize("model,name", list(_cases()))
-def test_family_parity(model, name):
-    res = _results(model)
-    assert name not in res["errors"], res["errors"][name]
-    items = _items(model, name)
-    ref = _reference(model, [dict(it, config=dict(it["config"], trace=True)) for it in items])
-    got = res["results"][name]
-    if name == "soft_cold_stop":  # the mechanism must fire, or the comparison proves nothing about it
-        assert any(r.think_end_step is not None for r in ref), "Cold Stop never fired in the reference"
-    if name == "soft":  # and soft thinking must differ from greedy decoding somewhere
-        greedy = _reference(model, _items(model, "cot_greedy"))
-        assert any(r.token_ids != g.token_ids for r, g in zip(ref, greedy)), "soft == greedy: a vacuous check"
+def row_problems(name: str, ref, got) -> list:
+    """The parity rule, per row (also used by tests/gpu/gpu_families.py): greedy rows equal token for token; soft
+    rows with their first concepts within EARLY_TOL and token differences only after the concepts drifted."""
     problems = []
     for i, (r, g) in enumerate(zip(ref, got)):
         k = next((j for j, (a, b) in enumerate(zip(r.token_ids, g["token_ids"])) if a != b), None)
@@ -141,6 +132,22 @@ def test_family_parity(model, name):
         if k is None and (r.finish_reason, r.think_end_step) != (g["finish_reason"], g["think_end_step"]):
             problems.append(f"row {i}: finish {r.finish_reason}/{g['finish_reason']}, think end "
                             f"{r.think_end_step}/{g['think_end_step']}")
+    return problems
+
+
+@pytest.mark.parametrize("model,name", list(_cases()))
+def test_family_parity(model, name):
+    res = _results(model)
+    assert name not in res["errors"], res["errors"][name]
+    items = _items(model, name)
+    ref = _reference(model, [dict(it, config=dict(it["config"], trace=True)) for it in items])
+    got = res["results"][name]
+    if name == "soft_cold_stop":  # the mechanism must fire, or the comparison proves nothing about it
+        assert any(r.think_end_step is not None for r in ref), "Cold Stop never fired in the reference"
+    if name == "soft":  # and soft thinking must differ from greedy decoding somewhere
+        greedy = _reference(model, _items(model, "cot_greedy"))
+        assert any(r.token_ids != g.token_ids for r, g in zip(ref, greedy)), "soft == greedy: a vacuous check"
+    problems = row_problems(name, ref, got)
     assert not problems, f"{model}/{name}: " + "; ".join(problems)
 
 
