@@ -32,10 +32,10 @@ CACHE_ENV = "SOFTTHINK_KV_CACHE"  # static | dynamic
 
 # Break-even constants per device type (docs/benchmarks.md, "When compiling pays"): seconds to compile one decode
 # shape, the fraction of an eager step the compiled step saves, and a typical eager step (small model, small batch).
-# CPU: smollm2-135m on 2 cores, 20-75 s per shape and a 0-10 % saving (the batch-1 forward is bound by reading the
-# fp32 weights, not by Python). CUDA: not measured yet (tests/gpu/gpu_check.py "engine" measures it): gpt-fast-like
-# assumptions.
-COMPILE_RULE = {"cpu": {"compile_s": 40.0, "saving": 0.1, "step_s": 0.05},
+# CPU: smollm2-135m on 2 idle cores, frozen weights (prepacked matmuls): 31-32 s per shape, saving 0.17 at batch 1
+# (the batch-1 forward is bound by reading the fp32 weights) to 0.29 at batch 8, eager step 41 ms at batch 1.
+# CUDA: not measured yet (tests/gpu/gpu_check.py "engine" measures it): gpt-fast-like assumptions.
+COMPILE_RULE = {"cpu": {"compile_s": 32.0, "saving": 0.2, "step_s": 0.04},
                 "cuda": {"compile_s": 40.0, "saving": 0.6, "step_s": 0.02}}
 
 
@@ -259,8 +259,21 @@ def make_compiled(device: torch.device):
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     if hasattr(torch._dynamo.config, "recompile_limit"):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    mode = "reduce-overhead" if device.type == "cuda" else None
     # round where eager rounds (RMSNorm's fp32 upcast, fp32 -> model dtype casts) instead of keeping the wider value
     torch._inductor.config.emulate_precision_casts = True
-    return torch.compile(_static_forward, dynamic=False, mode=mode)
+    if device.type == "cuda":
+        return torch.compile(_static_forward, dynamic=False, mode="reduce-overhead")
+    # CPU: freezing folds the weights into the graph as constants, so inductor prepacks every linear's weight once
+    # (MKL packed sgemm for fp32, oneDNN/AMX for bf16): 1.4x faster matmuls at batch 4-8 than ATen's plain sgemm
+    # (docs/benchmarks.md). The price: a graph holds its own packed copy of the weights and does not see later
+    # in-place weight updates (the engine never makes any).
+    # Set around each call, where the compile happens (as torch.compile(options=...) it does not reach the lifting
+    # of the weights into constants), so other torch.compile users in the process keep their settings.
+    compiled = torch.compile(_static_forward, dynamic=False)
+
+    def frozen(*args, **kwargs):
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    return frozen
 

@@ -115,6 +115,17 @@ def _hf(spec: str, dtype: torch.dtype):
     return model, tok
 
 
+def _skip_weight_init():
+    """transformers' `no_init_weights` (parameters allocated, not drawn); a no-op where this transformers lacks it."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def _smollm2(dtype: torch.dtype):
     import safetensors.torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -126,7 +137,8 @@ def _smollm2(dtype: torch.dtype):
     if (cached / "model.safetensors").exists():
         tok = AutoTokenizer.from_pretrained(cached)
         config = AutoConfig.from_pretrained(cached)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        with _skip_weight_init():  # every weight is overwritten below: drawing random ones cost ~1.3 s per load
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         state = safetensors.torch.load_file(cached / "model.safetensors")
         state.setdefault("model.embed_tokens.weight", state.get("lm_head.weight"))  # stored once when tied
         model.load_state_dict(state, strict=True)

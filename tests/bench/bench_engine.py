@@ -6,7 +6,8 @@ Arms (every run generates exactly N tokens per row, EOS ignored), at batch 1, 8,
 * generate: transformers' own `generate` with the same filters (its default dynamic cache);
 * dynamic: the engine with transformers' DynamicCache (the engine before the static cache);
 * compiled / compiled_soft: the engine with the torch.compile'd decode forward. Its compile time is measured in
-  the warm-up and reported separately; the timed rounds reuse the compiled graphs.
+  the warm-up and reported separately; the timed rounds reuse the compiled graphs. After timing, greedy decoding
+  in the compiled and the eager engine: how many rows agree token for token.
 Prints a table and writes build/bench/engine.json (with the load average before and after every batch size).
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from softthink.chat import encode_prompt
 
 # ratio name -> (numerator arm, denominator arm), all in tokens/s
 RATIOS = {"soft_over_discrete": ("soft", "discrete"), "engine_over_generate": ("discrete", "generate"),
-          "static_over_dynamic": ("discrete", "dynamic"), "compiled_over_generate": ("compiled", "generate"),
+          "static_over_dynamic": ("discrete", "dynamic"), "compiled_over_eager": ("compiled", "discrete"),
+          "compiled_over_generate": ("compiled", "generate"),
           "compiled_soft_over_discrete": ("compiled_soft", "compiled")}
 QUESTIONS = ["What is 12 * 3? Think step by step.", "Is 91 a prime number? Explain.",
              "A train travels 60 km in 45 minutes. What is its speed in km/h?", "Simplify 3/12 and explain."]
@@ -93,6 +95,11 @@ def main() -> None:
         for name, (num, den) in RATIOS.items():
             if num in tps and den in tps:
                 row[name] = round(tps[num] / tps[den], 3)
+        if "compiled" in fns:  # same shapes as the timed runs: nothing new to compile
+            greedy = disc.replace(method="cot_greedy")
+            same = [a.token_ids == b.token_ids for a, b in zip(engine.generate(prompts, greedy),
+                                                                  compiled.generate(prompts, greedy))]
+            row["compiled_equal_greedy_rows"] = f"{sum(same)}/{len(same)}"
         results.append(row)
         print(json.dumps(row), flush=True)
     import transformers
