@@ -137,3 +137,32 @@ def test_compiled_equals_eager():
     shapes = comp.compile_stats.shapes
     assert comp.compile_stats.n_compiles == len(shapes) <= 4 and comp.compile_stats.seconds > 0
     assert {b for b, _ in shapes} >= {4}
+
+
+def test_cpu_compiled_forward_freezes_weights():
+    """On a CPU the compiled forward is built with inductor freezing (weights folded into the graph as constants, so
+    its linears run on prepacked weights): it must agree with eager, and keep its own copy of the weights. A later
+    in-place weight change reaches eager and not the graph, which shows freezing is in effect (a torch.compile
+    `options=` route silently left it off)."""
+    from softthink.decode_step import ModelParts, _static_forward, make_compiled
+    from softthink.kv_cache import StaticKVCache
+    from softthink.models import load_model
+
+    model, _tok = load_model("tiny-random-llama")  # its own fp32 copy: this test changes a weight
+    parts = ModelParts(model, model.config.vocab_size)
+    cache = StaticKVCache.for_model(model, 2, 16)
+    cache.set_window(16)
+    cache.slot.fill_(3)
+    cache.n_written = 4
+    torch.manual_seed(0)
+    emb = torch.randn(2, model.config.hidden_size)
+    args = (parts, cache, emb, torch.tensor([3, 3]), torch.ones(2, 16, dtype=torch.bool), torch.tensor(3))
+    kw = {"window": 16, "additive": False}
+    frozen = make_compiled(torch.device("cpu"))
+    with torch.no_grad():
+        compiled_before, eager_before = frozen(*args, **kw)[0], _static_forward(*args, **kw)[0]
+        assert torch.allclose(compiled_before, eager_before, atol=1e-5)
+        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+        compiled_after, eager_after = frozen(*args, **kw)[0], _static_forward(*args, **kw)[0]
+    assert torch.equal(compiled_after, compiled_before)
+    assert not torch.allclose(eager_after, eager_before, atol=1e-3)

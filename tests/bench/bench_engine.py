@@ -7,7 +7,10 @@ Arms (every run generates exactly N tokens per row, EOS ignored), at batch 1, 8,
 * dynamic: the engine with transformers' DynamicCache (the engine before the static cache);
 * compiled / compiled_soft: the engine with the torch.compile'd decode forward. Its compile time is measured in
   the warm-up and reported separately; the timed rounds reuse the compiled graphs. After timing, greedy decoding
-  in the compiled and the eager engine: how many rows agree token for token.
+  in the compiled and the eager engine: how many rows agree token for token;
+* weights_only: only the model's linear layers, each weight matrix once per step as one plain ATen matmul at
+  M = batch (no attention, norms, sampling or Python around them). Its tokens/s is the ceiling of any engine that
+  reads every weight per step with ATen's matmul; weights_only / generate bounds engine / generate.
 Prints a table and writes build/bench/engine.json (with the load average before and after every batch size).
 """
 from __future__ import annotations
@@ -29,7 +32,8 @@ from softthink.chat import encode_prompt
 RATIOS = {"soft_over_discrete": ("soft", "discrete"), "engine_over_generate": ("discrete", "generate"),
           "static_over_dynamic": ("discrete", "dynamic"), "compiled_over_eager": ("compiled", "discrete"),
           "compiled_over_generate": ("compiled", "generate"),
-          "compiled_soft_over_discrete": ("compiled_soft", "compiled")}
+          "compiled_soft_over_discrete": ("compiled_soft", "compiled"),
+          "weights_only_over_generate": ("weights_only", "generate")}
 QUESTIONS = ["What is 12 * 3? Think step by step.", "Is 91 a prime number? Explain.",
              "A train travels 60 km in 45 minutes. What is its speed in km/h?", "Simplify 3/12 and explain."]
 
@@ -41,7 +45,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="build/bench/engine.json")
-    ap.add_argument("--arms", default="soft,discrete,generate,dynamic,compiled,compiled_soft")
+    ap.add_argument("--arms", default="soft,discrete,generate,dynamic,compiled,compiled_soft,weights_only")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,6 +80,16 @@ def main() -> None:
                "generate": run_hf, "dynamic": lambda: dynamic.generate(prompts, disc),
                "compiled": lambda: compiled.generate(prompts, disc),
                "compiled_soft": lambda: compiled.generate(prompts, soft)}
+        weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        xs = {w.shape[1]: torch.randn(bsz, w.shape[1], dtype=w.dtype) for w in weights}
+
+        def run_weights_only():  # n steps of nothing but one plain matmul per weight matrix
+            with torch.no_grad():
+                for _ in range(n):
+                    for w in weights:
+                        torch.nn.functional.linear(xs[w.shape[1]], w)
+
+        fns["weights_only"] = run_weights_only
         fns = {k: v for k, v in fns.items() if k in arms}
         load0 = os.getloadavg()[0]
         c0 = compiled.compile_stats.seconds
@@ -108,7 +122,7 @@ def main() -> None:
             "transformers": transformers.__version__, "threads": torch.get_num_threads(), "rounds": args.rounds,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     cols = [c for c in ["soft_tok_s", "discrete_tok_s", "generate_tok_s", "dynamic_tok_s", "compiled_tok_s",
-                        "compiled_soft_tok_s", *RATIOS, "compile_s", "load_before"] if c in results[0]]
+                        "compiled_soft_tok_s", "weights_only_tok_s", *RATIOS, "compile_s", "load_before"] if c in results[0]]
     print("\n" + " ".join(f"{c.replace('_tok_s', ''):>{max(8, len(c) - 6)}}" for c in ["batch"] + cols))
     for r in results:
         print(" ".join(f"{str(r[c]):>{max(8, len(c) - 6)}}" for c in ["batch"] + cols))
