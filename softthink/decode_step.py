@@ -103,12 +103,17 @@ class ModelParts:
         return logits, (captured[0] if captured else h)
 
 
+def step_rule(logits, state, prm, uid, st: Statics, uniforms=None):
+    """`core.step` with this batch's per-row keys and compile-time constants."""
+    keys = core.row_keys(prm.seed, uid, state.step)
+    return core.step(logits, state, prm, keys, width=st.width, concept_width=st.concept_width,
+                     dirichlet=st.dirichlet, gumbel=st.gumbel, swir=st.swir, uniforms=uniforms)
+
+
 def _think_and_input(parts: ModelParts, logits, hidden, state, prm, uid, st: Statics, uniforms=None):
     """core.step, then the next input vector: concept (THINK), one-hot (otherwise), dense mixture (SwiReasoning),
     or the last hidden state (COCONUT-TF)."""
-    keys = core.row_keys(prm.seed, uid, state.step)
-    out, state = core.step(logits, state, prm, keys, width=st.width, concept_width=st.concept_width,
-                           dirichlet=st.dirichlet, gumbel=st.gumbel, swir=st.swir, uniforms=uniforms)
+    out, state = step_rule(logits, state, prm, uid, st, uniforms)
     if out.in_dense is not None:  # SwiReasoning: full-vocabulary mixtures
         emb = out.in_dense.to(parts.embedding.dtype) @ parts.embedding
         if parts.embed_scale is not None:
@@ -117,10 +122,6 @@ def _think_and_input(parts: ModelParts, logits, hidden, state, prm, uid, st: Sta
         emb = core.mix_rows(parts.embed_module(out.in_ids), out.in_w, fp32=st.fp32_mix)
     emb = torch.where(out.use_hidden[:, None], hidden.to(emb.dtype), emb)
     return out, state, emb
-
-
-def select_out(out: core.StepOut, sel: torch.Tensor) -> core.StepOut:
-    return core.StepOut(**{k: (None if v is None else v[sel]) for k, v in vars(out).items()})
 
 
 class DynamicRunner:

@@ -18,7 +18,7 @@ from softthink import core
 from softthink.chat import encode_prompt
 from softthink.config import GenerationConfig
 from softthink.decode_step import (CACHE_ENV, CompileStats, DynamicRunner, ModelParts, StaticRunner, Statics,
-                                   batch_bucket, compile_mode, make_compiled, should_compile)
+                                   batch_bucket, compile_mode, make_compiled, should_compile, step_rule)
 from softthink.kv_cache import supports_static, window_for
 
 
@@ -110,8 +110,6 @@ class HFEngine:
         # 5.x), so a concept built from its rows is scaled exactly like a token embedding (docs/design/algorithm.md)
         self.parts = ModelParts(model, self.vocab_size)
         self.embed_module = self.parts.embed_module
-        self.embedding = self.parts.embedding
-        self.embed_scale = self.parts.embed_scale
         all_eos = eos_ids(model, tokenizer)
         self.eos = [] if ignore_eos else all_eos  # ignore_eos: fixed-length runs (benchmarks)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (all_eos[0] if all_eos else 0)
@@ -257,9 +255,7 @@ class HFEngine:
                 out, state, logits, hidden = runner.step(logits, hidden, state, prm, uid_t, next_pos, st, uniforms)
                 next_pos = next_pos + 1
             else:  # the last token needs no forward after it
-                keys = core.row_keys(prm.seed, uid_t, state.step)
-                out, state = core.step(logits, state, prm, keys, width=st.width, concept_width=st.concept_width,
-                                       dirichlet=st.dirichlet, gumbel=st.gumbel, swir=swir, uniforms=uniforms)
+                out, state = step_rule(logits, state, prm, uid_t, st, uniforms)
             # one host transfer per step for every per-row fact the bookkeeping needs
             none = torch.zeros_like(out.ended)
             flags = torch.stack([out.token, out.was_think, out.ended, torch.isin(out.raw_token, eos), out.abort_finish,
@@ -338,10 +334,6 @@ class HFEngine:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         return ids[-1] if ids else -1
 
-    def _forward(self, embeds, mask, pos, cache, pre_norm: bool):
-        """Decoder on input embeddings; logits of the last position only (and its hidden state)."""
-        return self.parts.forward(embeds, mask, pos, cache, pre_norm)
-
     def _finish(self, prompt, toks, reason, end_reason, n_think, end_step, wall, uid, trace, stop_strs) -> Generation:
         text = self.tokenizer.decode(toks, skip_special_tokens=True)
         if reason == "stop":
@@ -351,16 +343,6 @@ class HFEngine:
         return Generation(text=text, token_ids=list(toks), finish_reason=reason, think_end_reason=end_reason,
                           num_thinking_tokens=n_think, num_answer_tokens=len(toks) - n_think, think_end_step=end_step,
                           wall_time=wall, prompt_tokens=len(prompt), sample_uid=uid, trace=trace)
-
-
-def embedding_scale(module) -> torch.Tensor | None:
-    """The multiplier an input-embedding module applies to its rows (`embed_scale` of transformers' Gemma
-    `*ScaledWordEmbedding`), or None for a plain lookup. Only the dense SwiReasoning mixture needs it explicitly:
-    every other input goes through the module itself."""
-    scale = getattr(module, "embed_scale", None)
-    if scale is None:
-        return None
-    return torch.as_tensor(scale).to(module.weight.dtype)
 
 
 def _new_cache(model):

@@ -154,8 +154,7 @@ def test_cpu_compiled_forward_freezes_weights():
     cache.set_window(16)
     cache.slot.fill_(3)
     cache.n_written = 4
-    torch.manual_seed(0)
-    emb = torch.randn(2, model.config.hidden_size)
+    emb = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     args = (parts, cache, emb, torch.tensor([3, 3]), torch.ones(2, 16, dtype=torch.bool), torch.tensor(3))
     kw = {"window": 16, "additive": False}
     frozen = make_compiled(torch.device("cpu"))
