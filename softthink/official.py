@@ -561,8 +561,11 @@ def import_results(paths: list[str], runs_dir: str | None = None, grade: bool = 
     files = [read_official_file(p) for p in paths]
     planned = []
     for f in files:
-        spec_dict = f.translation.spec
-        spec = RunSpec.from_dict(copy.deepcopy(spec_dict))
+        spec_dict = copy.deepcopy(f.translation.spec)
+        if spec_dict["grader"].pop("judge", None):  # its verdicts are kept; softthink's judge is asked on request
+            f.translation.notes.append("the official run used an LLM judge: its verdicts are in the official-recorded "
+                                       "grades; python -m softthink grade RUN_DIR --judge asks softthink's")
+        spec = RunSpec.from_dict(spec_dict)
         dataset = load_dataset(spec.dataset, aime2024_key=spec.grader.aime2024_key)
         _check_against_dataset(f, dataset)
         key = {"key_version": runkey.RUN_KEY_VERSION, "imported": {"origin": OFFICIAL_REPO, "sha256": f.sha256},
