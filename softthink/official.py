@@ -218,6 +218,8 @@ def translate_args(script: str, args: dict[str, Any], given: set[str], preset: s
         spec["end"] = a["end_idx"]
         if "end_idx" not in given:
             note(f"--end_idx not given: the official default 500 keeps items 0-499 of {a['dataset']}'s {size}")
+    elif "end_idx" in given:
+        note(f"--end_idx {a['end_idx']}: past the last of {a['dataset']}'s {size} items, so all of them")
     spec["n"] = a["num_samples"]
     if a["output_dir"] != "results" or "output_dir" in given:
         spec["runs_dir"] = a["output_dir"]
@@ -309,6 +311,10 @@ def translate_args(script: str, args: dict[str, Any], given: set[str], preset: s
         grader["judge"] = judge
         note("--use_llm_judge: softthink's judge asks one prompt for every sample and reports it as its own column "
              "(acc_judge) beside rule grading; the official one merges its verdict into pass@1")
+    else:
+        for name in ("api_base", "judge_model_name"):
+            if name in given:
+                note(f"--{name}: unused without --use_llm_judge")
     for name in ("deployment_name", "api_version"):
         if a.get(name):
             refuse(f"--{name}: an Azure OpenAI deployment; softthink's judge talks to an OpenAI-compatible endpoint "
