@@ -207,7 +207,11 @@ def push_runs(run_dirs: Sequence[str | os.PathLike], repo_id: str, private: bool
     """Export ``run_dirs`` and upload them as one commit to the dataset repository ``repo_id``; returns its URL."""
     from huggingface_hub import CommitOperationAdd, get_token
 
+    from softthink.store import RunDir
+
     check_repo_id(repo_id)
+    for d in run_dirs:  # bad input first: each must be a run directory
+        RunDir.open(d)
     if not get_token():
         raise HubError("no Hugging Face token: set HF_TOKEN (or log in with `hf auth login`); tokens are never "
                        "taken from files of softthink")
