@@ -161,3 +161,14 @@ def test_profile_push_section():
         hub.validate_push_section({"repo_id": "me/r", "token": "x"})
     with pytest.raises(hub.ConfigError, match="ORG/NAME"):
         hub.validate_push_section({"repo_id": "r"})
+
+
+def test_profile_with_a_push_section(tmp_path):
+    from softthink.profiles import load_profile
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "_profile.yaml").write_text("push: {repo_id: me/results, private: true}\n")
+    assert load_profile("p", root=tmp_path).push == {"repo_id": "me/results", "private": True}
+    (tmp_path / "p" / "_profile.yaml").write_text("push: {repo_id: me/results, hf_token: hf_x}\n")
+    with pytest.raises(hub.ConfigError, match="push: unknown key 'hf_token'"):
+        load_profile("p", root=tmp_path)
