@@ -182,6 +182,17 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
     write_pipeline_summary(run)  # the report shows the pipeline table
     if not skip_report:
         report_step(run, prof, run_list, run_files)
+    if prof.push and not any(r.status == "failed" for r in run.results):  # the profile's Hub upload, if any
+        from softthink.hub import push_profile_runs
+
+        s0 = time.time()
+        try:
+            url = push_profile_runs(prof.push, graded_runs(run_list))
+            run.results.append(StepResult("push", str(url), "ok", time.time() - s0))
+        except Exception as e:  # noqa: BLE001 - reported like any step
+            run.results.append(StepResult("push", prof.push.get("repo_id", "?"), "failed", time.time() - s0,
+                                          error=f"{type(e).__name__}: {e}"))
+        run.say(f"  push     {run.results[-1].name:40s} {run.results[-1].status:7s} {run.results[-1].error or ''}")
     summary = write_pipeline_summary(run)
     run.say(f"[reproduce] {profile}: {summary['counts']} in {_fmt_s(summary['seconds'])}")
     for r in run.results:
