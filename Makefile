@@ -107,9 +107,11 @@ bench: $(STAMP)
 	@if [ -x $(SGLANG_PY) ]; then $(MAKE) --no-print-directory bench-sglang; \
 	else echo "SGLang bench skipped: make bench-sglang builds .venv-sglang (~6 GB) and runs it"; fi
 
-# SGLang on the CPU: soft vs discrete decode throughput in one server (Driver A and B), host syncs per step
+# SGLang on the CPU: soft vs discrete decode throughput in one server (Driver A and B), host syncs per step; the
+# pipeline: an engine per run in fixed batches vs one server with every request in flight
 bench-sglang: $(SGLANG_STAMP)
 	$(SGLANG_PY) tests/bench/bench_sglang.py
+	$(SGLANG_PY) tests/bench/bench_pipeline.py
 
 # --- SGLang engine: its own environment (.venv-sglang): stock SGLang 0.5.23 without its CUDA kernels, plus the pure-
 # Python runtime dependencies. On this CPU it runs real forward passes (docs/sglang.md, "The CPU path"); test-sglang

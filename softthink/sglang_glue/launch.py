@@ -164,6 +164,7 @@ class LaunchOptions:
             env["SOFTTHINK_SGLANG_MAX_ROWS"] = str(self.max_rows)
         if self.driver == "A":
             env["SGLANG_EXTERNAL_MODEL_PACKAGE"] = EXTERNAL_MODEL_PACKAGE
+            env["SOFTTHINK_SGLANG_DRIVER"] = "A"  # the plugin's admission check of processor strings
         else:
             env["SOFTTHINK_SGLANG_DRIVER"] = "B"
             env["SGLANG_EXTERNAL_MODEL_PACKAGE"] = EXTERNAL_MODEL_PACKAGE  # classes also via the registry scan

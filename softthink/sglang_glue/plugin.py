@@ -5,8 +5,9 @@ SGLang (>= 0.5.16) runs `register()` at the top of every scheduler, the DP contr
 process, then `HookRegistry.apply_hooks()`. Being installed must not change anybody's SGLang, so `register()` is a
 no-op unless selected:
 
-* `SOFTTHINK_SGLANG_DRIVER=A` - shadow the model classes only (Driver A, the custom logit processor,
-  does the rest; equivalent to `SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models`);
+* `SOFTTHINK_SGLANG_DRIVER=A` - shadow the model classes (Driver A, the custom logit processor, does the rest;
+  equivalent to `SGLANG_EXTERNAL_MODEL_PACKAGE=softthink.sglang_glue.models`) and check each request's processor
+  string at admission (`on_req_init_a`: one that does not load fails alone instead of killing the scheduler);
 * `SOFTTHINK_SGLANG_DRIVER=B` (or `SGLANG_PLUGINS` naming `softthink` explicitly) - shadow the classes and install
   Driver B: an `AROUND` hook on `ModelRunner.sample` plus an `AFTER` hook on `Req.__init__` that records
   `rid -> request` and keeps soft requests out of the radix cache (`skip_radix_cache_insert`).
@@ -86,6 +87,24 @@ def on_req_init(result, req, *args, **kwargs):
         _remember(req)
         if spec.cfg.engine.prefix_cache_for_soft != "share":
             req.skip_radix_cache_insert = True
+    return result
+
+
+def on_req_init_a(result, req, *args, **kwargs):
+    """Driver A, AFTER `Req.__init__`: a `custom_logit_processor` string that does not load is that request's own
+    error (stock SGLang loads it while building the batch, where the exception kills the scheduler and with it the
+    server). Loading here is no extra work: SGLang caches the loaded processor by its string."""
+    text = getattr(req, "custom_logit_processor", None)
+    if text:
+        try:
+            from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor
+
+            CustomLogitProcessor.from_str(text)
+        except Exception as e:  # noqa: BLE001 - any failure to load is the request's, never the scheduler's
+            from softthink.sglang_glue.processor import reject
+
+            req.custom_logit_processor = None
+            reject(req, ValueError(f"custom_logit_processor does not load ({type(e).__name__}: {e})"))
     return result
 
 
@@ -202,13 +221,15 @@ def register(force: Optional[str] = None, apply_now: bool = False) -> Optional[s
     if driver is None or _STATE["registered"] is not None:
         return _STATE["registered"]
     classes = _deliver_models()
-    if driver == "B":
-        from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+    if driver == "B":
         HookRegistry.register(SAMPLE_TARGET, soft_sample, HookType.AROUND)
         HookRegistry.register(REQ_INIT_TARGET, on_req_init, HookType.AFTER)
-        if apply_now:
-            HookRegistry.apply_hooks()
+    else:
+        HookRegistry.register(REQ_INIT_TARGET, on_req_init_a, HookType.AFTER)
+    if apply_now:
+        HookRegistry.apply_hooks()
     _STATE["registered"] = driver
     logger.info("softthink plugin: driver %s (pid %d)%s", driver, os.getpid(),
                 f", classes {[c.__name__ for c in classes]}" if classes else "")
@@ -219,6 +240,7 @@ def registered() -> Optional[str]:
     return _STATE["registered"]
 
 
-__all__ = ["register", "register_models", "soft_sample", "on_req_init", "selected_driver", "registered"]
+__all__ = ["register", "register_models", "soft_sample", "on_req_init", "on_req_init_a", "selected_driver",
+           "registered"]
 if "pytest" in sys.modules:  # tests reset between cases
     __all__.append("_STATE")
