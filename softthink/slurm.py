@@ -96,7 +96,8 @@ class GroupJob(_JobBase):
                 flag.touch()
             _stop(proc)
         if node == 0 and rc != 0:
-            raise RuntimeError(f"{shlex.join(self.argv)} exited with status {rc} (its output is above)")
+            how = f"was ended by {signal.Signals(-rc).name}" if rc < 0 else f"exited with status {rc}"
+            raise RuntimeError(f"the group's command {how} (its output is above)")
         return rc
 
 
@@ -187,8 +188,10 @@ def finished_state(job: dict[str, Any], slurm_state: str | None = None) -> tuple
         if outcome == "success" and value == 0:
             return "done", None
         text = str(value).strip()
-        return "failed", (text.splitlines()[-1] if text else outcome) + f"; see {job['log']}"
-    return "failed", f"ended without a result ({slurm_state or 'cancelled or killed'}); see {job['log']}"
+        why = text.splitlines()[-1] if text else outcome
+        prefix = f"{slurm_state}: " if slurm_state not in (None, "COMPLETED") else ""
+        return "failed", f"{prefix}{why}; see {job['log']}"
+    return "failed", f"{slurm_state or 'ended'} without a result (cancelled or killed); see {job['log']}"
 
 
 # ================================================================================================================
@@ -306,7 +309,7 @@ def run_groups_slurm(groups: Sequence[Any], command_for: Callable[[Any], list[st
     submitted: set[str] = set()
     with _locked(state_dir):
         ledger = read_ledger(state_dir)
-        refresh(ledger, [g.key for g in groups])
+        refresh(ledger, list(ledger["jobs"]))
         for g in groups:
             old = ledger["jobs"].get(g.key)
             if old and old["state"] in ("pending", "running"):
@@ -333,7 +336,7 @@ def run_groups_slurm(groups: Sequence[Any], command_for: Callable[[Any], list[st
         time.sleep(poll_s)
         with _locked(state_dir):
             ledger = read_ledger(state_dir)
-            for k in refresh(ledger, keys):
+            for k in refresh(ledger, list(ledger["jobs"])):
                 say(_line(ledger["jobs"][k]))
             _write_ledger(state_dir, ledger)
         if time.time() - last_summary >= 60:

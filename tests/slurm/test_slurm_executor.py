@@ -72,13 +72,15 @@ def test_ci_profile_on_slurm_with_requeue_and_cancel(slurm_cluster, tmp_path):
     assert {r["group"]: r["job_id"] for r in again} == ids
 
     gsm, aime, code = (ids[f"hf-tiny-random-qwen2-{d}"] for d in ("gsm8k", "aime2024", "humaneval"))
-    _wait_mid_run(gsm, [rd[e] for e in by_key["hf-tiny-random-qwen2-gsm8k"].experiments])
-    subprocess.run(["scontrol", "requeue", gsm], check=True)
-    _wait_mid_run(aime, [rd[e] for e in by_key["hf-tiny-random-qwen2-aime2024"].experiments])
-    subprocess.run(["scancel", aime], check=True)
-    _wait_mid_run(code, [rd[e] for e in by_key["hf-tiny-random-qwen2-humaneval"].experiments])
-    subprocess.run(["scancel", "--signal=USR2", code], check=True)  # submitit: checkpoint, scontrol requeue
-    interrupted = {e: len(_samples(rd[e])) for g in (gsm, aime) for e in rd}
+    interrupted = {}
+    for jid, action, key in ((gsm, ["scontrol", "requeue"], "gsm8k"), (aime, ["scancel"], "aime2024"),
+                             (code, ["scancel", "--signal=USR2"], "humaneval")):  # USR2: submitit requeues
+        dirs = [rd[e] for e in by_key[f"hf-tiny-random-qwen2-{key}"].experiments]
+        _wait_mid_run(jid, dirs)
+        subprocess.run([*action, jid], check=True)
+        interrupted[key] = [len(_samples(d)) for d in dirs]
+        say(f"  test     {' '.join(action)} {jid} with samples per run {interrupted[key]}")
+    assert 0 in interrupted["gsm8k"] and 0 in interrupted["aime2024"], "not interrupted mid-group"
 
     final = run_groups_slurm(plan_groups("ci", runs, specs), cmd, opts, state, wait=True, say=say, poll_s=2)
     seconds = time.time() - t0
