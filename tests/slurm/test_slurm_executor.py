@@ -39,16 +39,25 @@ def _run_dirs(profile: str, specs_dir: Path, runs_dir: str) -> dict[str, str]:
     return {p.stem: run_status(p, runs_dir)[1] for p in sorted(specs_dir.glob("*.yaml"))}
 
 
-def _wait_mid_run(job_id: str, run_dirs: list[str], timeout_s: float = 240) -> None:
-    """Until the job runs and has written samples into one of its runs, with a run still unfinished."""
+def _interrupt_mid_run(targets: dict[str, tuple[list[str], list[str]]], timeout_s: float = 300) -> dict:
+    """For each job id -> (command, its runs): as soon as the job runs and has written a sample into one of its runs,
+    run the command on it (scancel, scontrol requeue, ...). Returns job id -> samples per run at that moment."""
+    done: dict[str, list[int]] = {}
     t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        info = job_info(job_id) or {}
-        if info.get("JobState") == "RUNNING" and any(_samples(rd) for rd in run_dirs):
-            return
-        assert info.get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), f"job {job_id} ended early: {info}"
-        time.sleep(0.3)
-    pytest.fail(f"job {job_id} wrote no sample in {timeout_s} s")
+    while len(done) < len(targets):
+        assert time.time() - t0 < timeout_s, f"no sample within {timeout_s} s: {targets}"
+        for jid, (action, dirs) in targets.items():
+            if jid in done:
+                continue
+            state = (job_info(jid) or {}).get("JobState")
+            assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job {jid} ended before it was interrupted"
+            counts = [len(_samples(d)) for d in dirs]
+            if state == "RUNNING" and any(counts):
+                subprocess.run([*action, jid], check=True)
+                done[jid] = counts
+                say(f"  test     {' '.join(action)} {jid} with samples per run {counts}")
+        time.sleep(0.2)
+    return done
 
 
 def test_ci_profile_on_slurm_with_requeue_and_cancel(slurm_cluster, tmp_path):
@@ -72,15 +81,12 @@ def test_ci_profile_on_slurm_with_requeue_and_cancel(slurm_cluster, tmp_path):
     assert {r["group"]: r["job_id"] for r in again} == ids
 
     gsm, aime, code = (ids[f"hf-tiny-random-qwen2-{d}"] for d in ("gsm8k", "aime2024", "humaneval"))
-    interrupted = {}
-    for jid, action, key in ((gsm, ["scontrol", "requeue"], "gsm8k"), (aime, ["scancel"], "aime2024"),
-                             (code, ["scancel", "--signal=USR2"], "humaneval")):  # USR2: submitit requeues
-        dirs = [rd[e] for e in by_key[f"hf-tiny-random-qwen2-{key}"].experiments]
-        _wait_mid_run(jid, dirs)
-        subprocess.run([*action, jid], check=True)
-        interrupted[key] = [len(_samples(d)) for d in dirs]
-        say(f"  test     {' '.join(action)} {jid} with samples per run {interrupted[key]}")
-    assert 0 in interrupted["gsm8k"] and 0 in interrupted["aime2024"], "not interrupted mid-group"
+    dirs = {k: [rd[e] for e in by_key[f"hf-tiny-random-qwen2-{k}"].experiments] for k in ("gsm8k", "aime2024",
+                                                                                          "humaneval")}
+    interrupted = _interrupt_mid_run({gsm: (["scontrol", "requeue"], dirs["gsm8k"]),
+                                      aime: (["scancel"], dirs["aime2024"]),
+                                      code: (["scancel", "--signal=USR2"], dirs["humaneval"])})  # USR2: submitit
+    assert 0 in interrupted[gsm] and 0 in interrupted[aime], f"not interrupted mid-group: {interrupted}"
 
     final = run_groups_slurm(plan_groups("ci", runs, specs), cmd, opts, state, wait=True, say=say, poll_s=2)
     seconds = time.time() - t0
