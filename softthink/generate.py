@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import time
 from typing import Any, Iterator, Sequence
 
 from softthink.methods import METHODS
@@ -36,14 +37,20 @@ def sample_uid(item_index: int, sample_index: int) -> int:
 
 
 def _build_engine(spec: RunSpec):
-    if spec.engine == "sglang":  # needs the sglang extra (make test-sglang runs it on the CPU)
+    if spec.engine == "sglang" and spec.serving.url:  # a running server: every request in flight
+        from softthink.sglang_glue.client import ServerEngine
+
+        return ServerEngine.for_spec(spec.serving.url, spec, load_tokenizer(spec.model))
+    if spec.engine == "sglang":  # an in-process engine of its own, fixed batches (the sglang extra)
+        import dataclasses
+
+        from softthink.serving import launch_options
         from softthink.sglang_glue.launch import SGLangEngine
 
-        device = resolve_device(spec.device)
-        options = {"device": device}
-        if spec.dtype != "auto":
-            options["dtype"] = spec.dtype
-        return SGLangEngine(spec.model, **options)
+        options = dataclasses.asdict(launch_options(spec))
+        for k in ("model_path", "host", "port"):
+            options.pop(k)
+        return SGLangEngine(spec.model, **{k: v for k, v in options.items() if v is not None})
     from softthink.engine import HFEngine
     from softthink.models import load_model
 
@@ -146,6 +153,10 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=len(stored), desc=rd.path.name, unit="sample")
+        if getattr(engine, "in_flight", False):
+            missing = [(it, j) for b in batches for it, j in b if (it.index, j) not in stored]
+            _generate_in_flight(spec, engine, tokenizer, rd, missing, stored, bar)
+            return rd
         mismatches = 0
         with JsonlAppender(rd.samples_path) as out:
             for work in batches:
@@ -178,6 +189,44 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
             print(f"warning: {mismatches} stored sample(s) differ from their regeneration in the same batch "
                   f"(non-deterministic kernels?); the stored ones were kept", file=sys.stderr)
     return rd
+
+
+def _generate_in_flight(spec: RunSpec, engine: Any, tokenizer: Any, rd: RunDir, missing: list, stored: dict,
+                        bar: Any) -> None:
+    """Every missing (item, sample) pair sent at once (the engine bounds what is in flight); each record appended
+    the moment its sample finishes. The server decides the batches, so there are no fixed batches to keep whole:
+    a resumed run sends exactly the missing pairs. A sample the server refuses fails alone; the run then ends with
+    an error naming them (the others are stored, a rerun retries only the failed ones)."""
+    cfg = spec.generation
+    prompts_, extras, ids_hashes = [], [], []
+    for it, j in missing:
+        text, extra = _prompt_for(spec, tokenizer, it, j, cfg)
+        ids = _prompt_ids(engine, tokenizer, text)
+        prompts_.append(ids)
+        ids_hashes.append(_ids_hash(ids))
+        extras.append({"prompt_text_sha256": sha256_text(text), **extra})
+    uids = [sample_uid(it.index, j) for it, j in missing]
+    failed, tokens, t0 = [], 0, time.monotonic()
+    with JsonlAppender(rd.samples_path) as out:
+        for i, gen in engine.generate_unordered(prompts_, cfg, uids):
+            it, j = missing[i]
+            if not hasattr(gen, "token_ids"):  # a RequestFailed: this sample only
+                failed.append(f"item {it.index} sample {j}: {gen.message}")
+                continue
+            rec = _sample_record(it, j, uids[i], ids_hashes[i], extras[i], gen)
+            rec.pop("trace", None)
+            out.write(rec)
+            stored[(it.index, j)] = rec
+            tokens += rec.get("num_tokens") or 0
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{tokens / max(1e-9, time.monotonic() - t0):.1f} tok/s, "
+                                    f"{getattr(engine, 'in_flight_mean', 0):.1f} in flight")
+    if bar is not None:
+        bar.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} sample(s) of {rd.path.name} were refused by the server (the other "
+                           f"{len(missing) - len(failed)} are stored): " + "; ".join(failed[:5]))
 
 
 def _sample_record(item: Any, sample_index: int, uid: int, ids_hash: str, extra: dict[str, Any],

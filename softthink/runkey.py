@@ -165,7 +165,7 @@ def run_key(spec: RunSpec, tokenizer: Any = None, dataset: Any = None) -> dict[s
     if tokenizer is None:
         tokenizer = load_tokenizer(spec.model)
     device = resolve_device(spec.device)
-    return {
+    key = {
         "key_version": RUN_KEY_VERSION,
         "model": model_fingerprint(spec.model),
         "device": device,
@@ -182,6 +182,10 @@ def run_key(spec: RunSpec, tokenizer: Any = None, dataset: Any = None) -> dict[s
         "softthink": package_version("softthink"),
         "sample_uid": f"item_index*{UID_STRIDE}+sample_index",
     }
+    layout = spec.serving.key_part() if spec.engine == "sglang" else None
+    if layout:  # TP size and driver change the numbers; the defaults are left out so older keys stay valid
+        key["serving"] = layout
+    return key
 
 
 def run_slug(spec: RunSpec) -> str:

@@ -14,6 +14,7 @@ Run spec (YAML; every key is validated before anything loads, an unknown key is 
     batch_size: null                # overrides generation.batch_size
     runs_dir: null                  # else $SOFTTHINK_RUNS_DIR, else ./runs
     gpqa_options: official_fixed    # official_fixed | per_sample (GPQA option order, docs/design/evaluation.md §3.2)
+    serving: {tp_size: 8}           # engine sglang only: the server's layout (softthink.serving.ServingSpec)
     generation:                     # GenerationConfig keys (docs/design/algorithm.md §8), nested or dotted
       method: soft
       preset: corrected
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from softthink.config import ConfigError, GenerationConfig, load_yaml, parse_override, set_dotted
+from softthink.serving import ServingSpec
 from softthink.store import _SECRET_KEY, resolve_runs_root
 
 UID_STRIDE = 1_000_000  # sample_uid = item_index * UID_STRIDE + sample_index
@@ -146,9 +148,10 @@ class RunSpec:
     dtype: str = "auto"
     runs_dir: str | None = None
     gpqa_options: str = "official_fixed"
+    serving: ServingSpec = field(default_factory=ServingSpec)
 
     KEYS = ("model", "dataset", "start", "end", "limit", "n", "generation", "grader", "engine", "batch_size",
-            "device", "dtype", "runs_dir", "gpqa_options")
+            "device", "dtype", "runs_dir", "gpqa_options", "serving")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
@@ -193,13 +196,21 @@ class RunSpec:
         gpqa = d.get("gpqa_options", "official_fixed")
         if gpqa not in GPQA_OPTION_MODES:
             raise ConfigError(f"gpqa_options: {gpqa!r} is not allowed; choose one of {', '.join(GPQA_OPTION_MODES)}")
+        if d.get("serving") is not None and engine != "sglang":
+            raise ConfigError("serving: a server layout is for engine 'sglang' only (this spec has engine "
+                              f"{engine!r})")
+        serving = ServingSpec.from_value(d.get("serving"))
         gen = dict(gen)
         if batch_size is not None:
             gen["batch_size"] = batch_size
+        generation = GenerationConfig.from_dict(gen)
+        if engine == "sglang" and generation.is_soft and generation.think.max_topk > serving.kmax:
+            raise ConfigError(f"serving.kmax: {serving.kmax} is below generation.think.max_topk "
+                              f"{generation.think.max_topk}; the server's concept width must hold it")
         return cls(model=d["model"], dataset=d["dataset"], start=start, end=end, limit=limit, n=n,
-                   generation=GenerationConfig.from_dict(gen), grader=GraderSpec.from_value(d.get("grader")), engine=engine,
+                   generation=generation, grader=GraderSpec.from_value(d.get("grader")), engine=engine,
                    batch_size=batch_size, device=d.get("device", "auto"), dtype=d.get("dtype", "auto"),
-                   runs_dir=runs_dir, gpqa_options=gpqa)
+                   runs_dir=runs_dir, gpqa_options=gpqa, serving=serving)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: Sequence[str] = ()) -> "RunSpec":
@@ -214,6 +225,10 @@ class RunSpec:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["generation"] = self.generation.to_dict()
         d["grader"] = dataclasses.asdict(self.grader)
+        if self.engine == "sglang":
+            d["serving"] = self.serving.to_dict()
+        else:
+            d.pop("serving")
         return d
 
     def runs_root(self, override: str | os.PathLike | None = None) -> Path:

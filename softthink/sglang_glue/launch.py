@@ -318,26 +318,14 @@ class SGLangEngine:
 
     # -- request building ------------------------------------------------------------------------------------
     def marker_ids(self, cfg) -> List[int]:
-        ids = self.tokenizer.encode(cfg.think.end_str, add_special_tokens=False)
-        if not ids:
-            raise ValueError(f"think.end_str {cfg.think.end_str!r} encodes to no ids")
-        return list(ids)
+        return marker_ids(self.tokenizer, cfg)
 
     def eos_ids(self) -> List[int]:
-        eos = self.tokenizer.eos_token_id
-        return [eos] if isinstance(eos, int) else list(eos or [])
+        return eos_ids(self.tokenizer)
 
     def request(self, cfg, uid: int) -> Dict[str, Any]:
         """The request for `cfg`, checked here against this engine's static tables (the server would refuse it)."""
-        from softthink.sglang_glue import tables as T
-        from softthink.sglang_glue.driver import RequestSpec, check_widths, soft_custom_params, uses_driver
-
-        marker = self.marker_ids(cfg)
-        if uses_driver(cfg):
-            spec = RequestSpec.from_params(soft_custom_params(cfg, marker, self.eos_ids(), uid))
-            check_widths(spec, self.options.kmax, T.env_int("SOFTTHINK_SGLANG_MARKER_MAX", T.DEFAULT_MARKER_MAX),
-                         len(self.tokenizer))
-        return build_request(cfg, marker, self.eos_ids(), uid, driver=self.options.driver)
+        return checked_request(self.tokenizer, cfg, uid, self.options.driver, self.options.kmax)
 
     # -- generation ------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence, config, sample_uids: Optional[Sequence[int]] = None) -> list:
@@ -350,7 +338,6 @@ class SGLangEngine:
         (SGLang batches them together). `self.last_meta` keeps SGLang's `meta_info` of each output."""
         from softthink.chat import encode_prompt  # the same prompt encoding as HFEngine
         from softthink.config import GenerationConfig
-        from softthink.engine import Generation
 
         configs = [c if isinstance(c, GenerationConfig) else GenerationConfig.from_dict(c) for c in configs]
         uids = list(sample_uids) if sample_uids is not None else list(range(len(prompts)))
@@ -369,32 +356,8 @@ class SGLangEngine:
         wall = time.time() - t0
         self.last_meta = [o.get("meta_info", {}) for o in outs]
         self.retractions += sum(int(m.get("num_retractions") or 0) for m in self.last_meta)
-        gens = []
-        for prompt_ids, uid, cfg, o in zip(input_ids, uids, configs, outs):
-            meta = o.get("meta_info", {})
-            ids = list(o.get("output_ids") or meta.get("output_ids") or [])
-            marker = self.marker_ids(cfg)
-            tracked = cfg.method != "nothinking"  # the prompt of NoThinking already closed the thinking
-            end_step, n_think = think_stats(ids, marker, tracked)
-            reason = _finish_reason(meta, self.eos_ids())
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if reason == "stop":  # cut at the stop string, as the transformers engine does
-                cut = min((text.find(s) for s in cfg.stop if s in text), default=-1)
-                text = text[:cut] if cut >= 0 else text
-            gens.append(Generation(
-                text=text,
-                token_ids=ids,
-                finish_reason=reason,
-                think_end_reason=_think_end_reason(cfg, end_step, len(marker)),
-                num_thinking_tokens=n_think,
-                num_answer_tokens=len(ids) - n_think,
-                think_end_step=end_step,
-                wall_time=wall,
-                prompt_tokens=len(prompt_ids),
-                sample_uid=uid,
-                trace=None,
-            ))
-        return gens
+        return [output_to_generation(self.tokenizer, cfg, len(p), uid, o, wall)
+                for p, uid, cfg, o in zip(input_ids, uids, configs, outs)]
 
     def shutdown(self):
         eng = getattr(self, "_engine", None)
@@ -407,6 +370,52 @@ class SGLangEngine:
 
     def __exit__(self, *exc):
         self.shutdown()
+
+
+def marker_ids(tokenizer, cfg) -> List[int]:
+    ids = tokenizer.encode(cfg.think.end_str, add_special_tokens=False)
+    if not ids:
+        raise ValueError(f"think.end_str {cfg.think.end_str!r} encodes to no ids")
+    return list(ids)
+
+
+def eos_ids(tokenizer) -> List[int]:
+    eos = tokenizer.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos or [])
+
+
+def checked_request(tokenizer, cfg, uid: int, driver: str, kmax: int) -> Dict[str, Any]:
+    """`build_request` for `cfg`, its widths checked on the client side against the server's static tables (the
+    server would finish the request with an abort)."""
+    from softthink.sglang_glue import tables as T
+    from softthink.sglang_glue.driver import RequestSpec, check_widths, soft_custom_params, uses_driver
+
+    marker = marker_ids(tokenizer, cfg)
+    if uses_driver(cfg):
+        spec = RequestSpec.from_params(soft_custom_params(cfg, marker, eos_ids(tokenizer), uid))
+        check_widths(spec, kmax, T.env_int("SOFTTHINK_SGLANG_MARKER_MAX", T.DEFAULT_MARKER_MAX), len(tokenizer))
+    return build_request(cfg, marker, eos_ids(tokenizer), uid, driver=driver)
+
+
+def output_to_generation(tokenizer, cfg, prompt_tokens: int, uid: int, out: dict, wall: float):
+    """One SGLang output (`Engine.generate` or HTTP `/generate`: `output_ids`, `meta_info`) as a `Generation`, with
+    the thinking statistics read off the recorded ids and the text cut at a stop string as `HFEngine` does."""
+    from softthink.engine import Generation
+
+    meta = out.get("meta_info", {})
+    ids = list(out.get("output_ids") or meta.get("output_ids") or [])
+    marker = marker_ids(tokenizer, cfg)
+    tracked = cfg.method != "nothinking"  # the prompt of NoThinking already closed the thinking
+    end_step, n_think = think_stats(ids, marker, tracked)
+    reason = _finish_reason(meta, eos_ids(tokenizer))
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if reason == "stop":  # cut at the stop string, as the transformers engine does
+        cut = min((text.find(s) for s in cfg.stop if s in text), default=-1)
+        text = text[:cut] if cut >= 0 else text
+    return Generation(text=text, token_ids=ids, finish_reason=reason,
+                      think_end_reason=_think_end_reason(cfg, end_step, len(marker)), num_thinking_tokens=n_think,
+                      num_answer_tokens=len(ids) - n_think, think_end_step=end_step, wall_time=wall,
+                      prompt_tokens=prompt_tokens, sample_uid=uid, trace=None)
 
 
 def build_request(cfg, marker_ids: Sequence[int], eos_ids: Sequence[int], uid: int, driver: str = "A",
