@@ -35,9 +35,10 @@ rows = generate_specs(files, P.runs_dir, server_url=P.server_url, progress=P.pro
 for row, side in zip(rows, list(P.sidecars) or [P.sidecar]):
     if row["status"] == "ok":
         report.write_sidecar(side, "generate", P, metrics=row["metrics"], inputs=[row["run_dir"]],
-                             outputs=[row["run_dir"]], extra={k: row[k] for k in ("run_dir", "run_hash", "spec")})
+                             outputs=[row["run_dir"]], extra={k: row[k] for k in ("spec_file", "run_dir", "run_hash", "spec")})
     else:
-        report.write_sidecar(side, "generate", P, extra={"status": "failed", "error": row["error"]})
+        report.write_sidecar(side, "generate", P, extra={"status": "failed", "spec_file": row["spec_file"],
+                                                        "error": row["error"]})
 pd.DataFrame([{k: v for k, v in r.items() if k != "spec"} for r in rows])
 
 # %%

@@ -70,25 +70,25 @@ def group_experiments(names: Sequence[str], specs: dict[str, RunSpec]) -> list[G
     return list(groups.values())
 
 
-def plan_groups(profile: str, runs_dir: str | None = None, params_root: str | None = None,
-                only: Sequence[str] = ()) -> list[Group]:
-    """The groups of a profile's unfinished experiments (cached ones are left out)."""
+def plan_groups(profile: str, runs_dir: str | None = None, params_root: str | None = None, only: Sequence[str] = (),
+                build_root: str | os.PathLike | None = None, include_cached: bool = False) -> list[Group]:
+    """The groups of a profile's unfinished experiments (all of them with `include_cached`). An experiment that
+    is the same run as an earlier one (a sweep's centre point) is generated once, with the earlier one."""
     from softthink.pipeline import run_status
     from softthink.profiles import load_profile, write_experiment_specs
 
     prof = load_profile(profile, Path(params_root) if params_root else None)
-    paths = write_experiment_specs(prof, prof.build_dir / "params")
+    paths = write_experiment_specs(prof, Path(build_root or prof.build_dir) / "params")
     rdir = runs_dir or prof.runs_dir
     names, seen = [], set()
     for e in prof.experiments:
         if only and e.name not in only:
             continue
         status, rd, _ = run_status(paths[e.name], rdir)
-        if status != "cached" and (rd is None or rd not in seen):
+        if (include_cached or status != "cached") and (rd is None or rd not in seen):
             names.append(e.name)
         seen.add(rd)
-    specs = {n: RunSpec.from_yaml(paths[n]) for n in names}
-    return group_experiments(names, specs)
+    return group_experiments(names, {n: RunSpec.from_yaml(paths[n]) for n in names})
 
 
 # ================================================================================================================

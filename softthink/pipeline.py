@@ -143,12 +143,10 @@ class Run:
         return self.build / "sidecars"
 
 
-def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequence[str] = (), skip_report: bool = False,
-              runs_dir: str | None = None, build_root: str | None = None, figures_dir: str | None = None,
-              report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False,
-              params_root: str | Path | None = None) -> dict[str, Any]:
-    """Run a whole profile (see the module docstring); returns the summary dict (also written to JSON)."""
-    t0 = time.time()
+def make_run(profile: str, gpus: int = 1, jobs: int | None = None, runs_dir: str | None = None,
+             build_root: str | None = None, figures_dir: str | None = None, report_dir: str | None = None,
+             timeout_s: int | None = None, quiet: bool = False, params_root: str | Path | None = None):
+    """The validated profile and the `Run` of one invocation (`reproduce` or `run-group`)."""
     prof = load_profile(profile, Path(params_root) if params_root else None)
     problems = validate_profile(prof)
     if problems:
@@ -158,7 +156,19 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
     run = Run(profile=profile, runs_dir=runs_dir or prof.runs_dir, build=build,
               figures_dir=figures_dir or prof.figures_dir, report_dir=report_dir or prof.report_dir,
               timeout_s=timeout_s or prof.notebook_timeout_s, gpus=gpus, jobs=jobs or prof.jobs, quiet=quiet,
-              notebooks=build_notebooks(build / "notebooks"), t0=t0, results=[], servers=[])
+              notebooks=build_notebooks(build / "notebooks"), t0=time.time(), results=[], servers=[])
+    return prof, run
+
+
+def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequence[str] = (), skip_report: bool = False,
+              runs_dir: str | None = None, build_root: str | None = None, figures_dir: str | None = None,
+              report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False,
+              params_root: str | Path | None = None) -> dict[str, Any]:
+    """Run a whole profile (see the module docstring); returns the summary dict (also written to JSON)."""
+    prof, run = make_run(profile, gpus=gpus, jobs=jobs, runs_dir=runs_dir, build_root=build_root,
+                         figures_dir=figures_dir, report_dir=report_dir, timeout_s=timeout_s, quiet=quiet,
+                         params_root=params_root)
+    build = run.build
     exps = [e for e in prof.experiments if not only or e.name in only]
     specs = write_experiment_specs(prof, build / "params")
     run.say(f"[reproduce] profile {profile}: {len(exps)} experiments, runs in {run.runs_dir}, build in {build}")
@@ -172,6 +182,17 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
     write_pipeline_summary(run)  # the report shows the pipeline table
     if not skip_report:
         report_step(run, prof, run_list, run_files)
+    if prof.push and not any(r.status == "failed" for r in run.results):  # the profile's Hub upload, if any
+        from softthink.hub import push_profile_runs
+
+        s0 = time.time()
+        try:
+            url = push_profile_runs(prof.push, graded_runs(run_list))
+            run.results.append(StepResult("push", str(url), "ok", time.time() - s0))
+        except Exception as e:  # noqa: BLE001 - reported like any step
+            run.results.append(StepResult("push", prof.push.get("repo_id", "?"), "failed", time.time() - s0,
+                                          error=f"{type(e).__name__}: {e}"))
+        run.say(f"  push     {run.results[-1].name:40s} {run.results[-1].status:7s} {run.results[-1].error or ''}")
     summary = write_pipeline_summary(run)
     run.say(f"[reproduce] {profile}: {summary['counts']} in {_fmt_s(summary['seconds'])}")
     for r in run.results:
@@ -351,15 +372,76 @@ def run_analysis(names: Sequence[str], runs_dir: str = "runs", figures_dir: str 
 # CLI
 
 
+def _interruptible(fn):
+    """Run `fn()` so that Ctrl-C or SIGTERM (a scheduler's kill, a timeout) stops every server this process
+    started before the process ends; runs stay resumable."""
+    import signal
+
+    from softthink.sglang_glue import server
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return fn()
+    except BaseException as e:
+        server.stop_all(f"stopped by {type(e).__name__}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _cmd_reproduce(args) -> int:
     try:
-        s = reproduce(args.profile, gpus=args.gpus, jobs=args.jobs, only=args.only or (), skip_report=args.no_report,
-                      runs_dir=args.runs_dir, build_root=args.build_dir, figures_dir=args.figures_dir,
-                      report_dir=args.report_dir, timeout_s=args.timeout)
+        s = _interruptible(lambda: reproduce(
+            args.profile, gpus=args.gpus, jobs=args.jobs, only=args.only or (), skip_report=args.no_report,
+            runs_dir=args.runs_dir, build_root=args.build_dir, figures_dir=args.figures_dir,
+            report_dir=args.report_dir, timeout_s=args.timeout))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1 if s["failed"] else 0
+
+
+def run_one_group(profile: str, key: str, runs_dir: str | None = None, build_root: str | None = None,
+                  params_root: str | None = None, timeout_s: int | None = None) -> dict[str, Any]:
+    """`run-group`: generate one group of a profile (as a Slurm job does): its server (or model) started once,
+    its runs' clients, the server stopped. Writes `build/<profile>/groups/<key>.json`; returns it."""
+    from softthink.groups import plan_groups, run_group
+
+    prof, run = make_run(profile, runs_dir=runs_dir, build_root=build_root, params_root=params_root,
+                         timeout_s=timeout_s)
+    groups = {g.key: g for g in plan_groups(profile, run.runs_dir, params_root, build_root=run.build)}
+    out = run.build / "groups" / f"{key}.json"
+    if key not in groups:  # nothing left to do, or an unknown key (then say which exist)
+        known = {g.key for g in plan_groups(profile, run.runs_dir, params_root, build_root=run.build,
+                                            include_cached=True)}
+        body = {"group": key, "status": "cached" if key in known else "unknown", "known": sorted(known)}
+    else:
+        specs = write_experiment_specs(prof, run.build / "params")
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        gpu_ids = [int(x) for x in cuda.split(",") if x.strip().isdigit()] if groups[key].gpus else []
+        results, server = run_group(run, groups[key], specs, gpu_ids)
+        body = {"group": key, "status": "ok" if all(r.status == "ok" for r in results) else "failed",
+                "steps": [r.__dict__ for r in results], "server": server, "seconds": time.time() - run.t0}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=1))
+    return body
+
+
+def _cmd_run_group(args) -> int:
+    try:
+        body = _interruptible(lambda: run_one_group(args.profile, args.group, args.runs_dir, args.build_dir,
+                                                    args.params_root, args.timeout))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if body["status"] == "unknown":
+        print(f"error: no unfinished group {args.group!r} in profile {args.profile!r}; unfinished groups: "
+              f"{', '.join(body['known']) or 'none'}", file=sys.stderr)
+        return 2
+    return 0 if body["status"] in ("ok", "cached") else 1
 
 
 def _cmd_figures(args) -> int:
@@ -431,6 +513,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--report-dir", default=None)
     p.add_argument("--timeout", type=int, default=None, help="per-notebook execution timeout (s)")
     p.set_defaults(func=_cmd_reproduce)
+
+    g = subparsers.add_parser("run-group", help="generate one server group of a profile (what a Slurm job runs): "
+                                                "its server started once, its runs as clients, the server stopped")
+    g.add_argument("--profile", required=True)
+    g.add_argument("--group", required=True, help="a group key (reproduce prints them; softthink.groups)")
+    g.add_argument("--runs-dir", default=None)
+    g.add_argument("--build-dir", default=None, help="default build/<profile>")
+    g.add_argument("--params-root", default=None, help="default params/")
+    g.add_argument("--timeout", type=int, default=None, help="per-notebook execution timeout (s)")
+    g.set_defaults(func=_cmd_run_group)
 
     f = subparsers.add_parser("figures", help="rebuild tables and figures from cached results (no model)")
     f.add_argument("--runs-dir", default="runs")

@@ -41,7 +41,7 @@ from softthink.notebooks import ANALYSIS_NOTEBOOKS, param_types
 
 PROFILE_FILE = "_profile.yaml"
 PROFILE_KEYS = ("description", "analysis", "include", "runs_dir", "figures_dir", "report_dir", "budget_minutes",
-                "notebook_timeout_s", "report_notebooks", "notebook_params", "jobs", "slurm")
+                "notebook_timeout_s", "report_notebooks", "notebook_params", "jobs", "push", "slurm")
 GROUP_KEYS = ("name", "defaults", "matrix", "overrides", "exclude", "experiments", "description")
 
 
@@ -79,6 +79,7 @@ class Profile:
     report_notebooks: bool = True
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: int = 1  # CPU: experiments generated at once (each with OMP_NUM_THREADS = cores // jobs)
+    push: dict[str, Any] | None = None  # {repo_id, private}: upload the runs at the end (softthink.hub)
     slurm: dict[str, Any] = field(default_factory=dict)  # the Slurm executor's options (softthink.slurm_config)
     experiments: list[Experiment] = field(default_factory=list)
 
@@ -172,6 +173,9 @@ def load_profile(name: str, root: Path | None = None, _seen: tuple[str, ...] = (
         if k not in PROFILE_KEYS:
             raise ConfigError(f"{pdir / PROFILE_FILE}: unknown key {k!r}; allowed: {', '.join(PROFILE_KEYS)}")
     prof = Profile(name=name, **{k: v for k, v in meta.items()})
+    from softthink.hub import validate_push_section
+
+    prof.push = validate_push_section(prof.push, f"profile {name!r}: push")
     bad = [a for a in prof.analysis if a not in ANALYSIS_NOTEBOOKS]
     if bad:
         raise ConfigError(f"profile {name!r}: analysis {bad} unknown; choose from {', '.join(ANALYSIS_NOTEBOOKS)}")

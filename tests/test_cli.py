@@ -58,6 +58,14 @@ CASES = {
     "reproduce_unknown_profile": ("reproduce --profile no_such_profile", "no_such_profile"),
     "report_unknown_profile": ("report --profile no_such_profile", "no_such_profile"),
     "params_expand_unknown_profile": ("params-expand --profile no_such_profile", "no_such_profile"),
+    "from_official_not_a_script": ("from-official -- python demo.py --dataset aime2024", "run_sglang_softthinking.py"),
+    "from_official_unknown_flag": ("from-official -- python run_sglang_softthinking.py --dataset aime2024 "
+                                   "--model_name m/x --dirichlet_temperature 1.0", "--dirichlet_alpha"),
+    "import_official_missing_file": ("import-official {missing}", "no such file"),
+    "import_official_not_results": ("import-official {good_spec}", "not valid JSON"),
+    "push_not_a_run": ("push {not_a_run} --repo-id me/x", "not a run directory"),
+    "export_hf_not_a_run": ("export-hf {not_a_run} --out {not_a_run}/out", "not a run directory"),
+    "model_fetch_bad_id": ("model fetch no-slash", "ORG/NAME"),
 }
 
 

@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
+LIVE: set = set()  # servers started by this process and not yet stopped (stop_all ends them on Ctrl-C / SIGTERM)
+
+
+def stop_all(how: str) -> None:
+    """Stop every server this process started that is still running (from the main thread on an interrupt, while
+    the groups' threads are still waiting on them)."""
+    for server in list(LIVE):
+        server.stop(how)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,6 +55,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.opts.server_command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
+        LIVE.add(self)
         try:
             wait_for_http_ready(self.url + "/health", timeout=timeout_s, process=self.proc)
         except BaseException as e:
@@ -61,6 +72,7 @@ class ServerProcess:
         """Kill the process tree (SGLang's `kill_process_tree`) unless it already ended; records how it ended."""
         if self.proc is None:
             return
+        LIVE.discard(self)
         if self.proc.poll() is not None:
             self.ended = self.ended or f"died (exit {self.proc.returncode})"
             return

@@ -1,6 +1,7 @@
-"""The notebooks through the SGLang engine: `reproduce --profile ci-sglang` (papermill, generation with
-`engine: sglang` + `device: cpu`, grading, tables) on the CPU, into the results store; its greedy run gives the
-same samples as the same spec on the transformers engine."""
+"""The notebooks through SGLang servers: `reproduce --profile ci-sglang` (papermill; one server per model started
+by the pipeline, the runs as its clients with every sample in flight; grading, tables) on the CPU, into the results
+store; each greedy run gives the same samples as the same spec on the transformers engine, and no server is left
+running."""
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ def test_profile_generates_grades_and_tabulates(profile_run):
     runs = _run_dirs(tmp / "runs")
     assert set(runs) >= {"cot_greedy", "soft"}, runs
     for dirs in runs.values():
+        assert len(dirs) == 2  # two models
         for d in dirs:
             samples = _samples(d)
             assert len(samples) == 2 and all(s["token_ids"] for s in samples)
@@ -48,14 +50,34 @@ def test_profile_generates_grades_and_tabulates(profile_run):
     assert any((tmp / "build").rglob("*tables*.ipynb")), "the tables notebook did not run"
 
 
+def test_one_server_per_model_and_none_left(profile_run):
+    import psutil
+
+    tmp, _ = profile_run
+    summary = json.loads((tmp / "build" / "reproduce.json").read_text())
+    servers = summary["servers"]
+    assert sorted(s["model"] for s in servers) == ["smollm2-135m", "tiny-random-qwen2"]
+    for s in servers:
+        assert len(s["runs"]) == 2 and s["ended"] == "stopped" and s["start_seconds"] > 0
+        assert s["url"].startswith("http://127.0.0.1:") and Path(s["log"]).exists()
+    assert next(s for s in servers if s["model"] == "tiny-random-qwen2")["layout"]["dp_size"] == 2
+    ports = {int(s["url"].rsplit(":", 1)[1]) for s in servers}
+    listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+    assert not ports & listening, "a server the pipeline started is still listening"
+
+
 def test_greedy_samples_equal_the_transformers_engine(profile_run, tmp_path):
     from softthink import profiles
     from softthink.runs import RunSpec, generate_run
 
     tmp, _ = profile_run
-    exp = next(e for e in profiles.load_profile("ci-sglang").experiments if e.name.endswith("greedy"))
-    hf_dir = generate_run(RunSpec.from_dict(dict(exp.spec, engine="hf")), progress=False, runs_dir=tmp_path).path
-    sg_dir = _run_dirs(tmp / "runs")["cot_greedy"][0]
-    a, b = _samples(Path(hf_dir)), _samples(sg_dir)
-    assert [s["token_ids"] for s in a] == [s["token_ids"] for s in b]
-    assert [s["text"] for s in a] == [s["text"] for s in b]
+    exps = [e for e in profiles.load_profile("ci-sglang").experiments if e.name.endswith("greedy")]
+    assert len(exps) == 2
+    sg_dirs = {json.loads((d / "config.json").read_text())["spec"]["model"]: d
+               for d in _run_dirs(tmp / "runs")["cot_greedy"]}
+    for exp in exps:
+        spec = {k: v for k, v in exp.spec.items() if k != "serving"}
+        hf_dir = generate_run(RunSpec.from_dict(dict(spec, engine="hf")), progress=False, runs_dir=tmp_path).path
+        a, b = _samples(Path(hf_dir)), _samples(sg_dirs[exp.spec["model"]])
+        assert [s["token_ids"] for s in a] == [s["token_ids"] for s in b], exp.name
+        assert [s["text"] for s in a] == [s["text"] for s in b], exp.name
