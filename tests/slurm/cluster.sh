@@ -128,7 +128,7 @@ case "${1:-}" in
     shift; [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || die "usage: cluster.sh run -- CMD..."
     dir=$(mktemp -d /tmp/softthink-slurm.XXXXXX)
-    trap 'stop "$dir"' EXIT
+    trap 'trap "" INT TERM; stop "$dir"' EXIT  # a second Ctrl-C does not cut the teardown short
     trap 'exit 130' INT TERM
     start "$dir"
     export SLURM_CONF=$dir/slurm.conf SOFTTHINK_SLURM_CLUSTER=$dir
