@@ -146,3 +146,12 @@ gpu-check:
 
 clean:
 	rm -rf build .pytest_cache
+
+# reproduce --executor slurm against a real one-node Slurm cluster on this machine (tests/slurm/cluster.sh: Debian's
+# slurmctld, slurmd and munge, installed with apt-get when missing; needs root; torn down on exit): the ci profile's
+# groups as Slurm jobs, one requeued, one cancelled and one signalled like a time limit mid-run, then run again; and
+# ci-sglang (an SGLang server per job, on the CPU) when .venv-sglang exists. A few minutes on 2 cores.
+.PHONY: test-slurm
+test-slurm: $(STAMP)
+	tests/slurm/cluster.sh run -- env SOFTTHINK_TEST_SLURM=1 SOFTTHINK_SGLANG_PY=$(abspath $(SGLANG_PY)) \
+	  $(PYTHON) -m pytest -q tests/slurm

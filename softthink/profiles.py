@@ -4,7 +4,8 @@ Layout of `params/`:
 * `params/<profile>/_profile.yaml`: `description`, `analysis` (notebooks run after grading, from
   `tables`, `figures`, `sweep_analysis`, `explore`), optional `include` (other profiles whose experiments are added),
   `runs_dir` (default `runs`), `figures_dir` (default `figures`), `report_dir` (default `build/report`),
-  `budget_minutes` (documentation; the demo profile is measured against it), `notebook_timeout_s`.
+  `budget_minutes` (documentation; the demo profile is measured against it), `notebook_timeout_s`, `slurm`
+  (partition, account, ... of `reproduce --executor slurm`; :mod:`softthink.slurm_config`).
 * every other `params/<profile>/*.yaml` is an experiment file: either **one run spec** (the keys of
   `softthink.runspec.RunSpec`, usable directly with `python -m softthink run --config FILE`), or a **group**:
 
@@ -40,7 +41,7 @@ from softthink.notebooks import ANALYSIS_NOTEBOOKS, param_types
 
 PROFILE_FILE = "_profile.yaml"
 PROFILE_KEYS = ("description", "analysis", "include", "runs_dir", "figures_dir", "report_dir", "budget_minutes",
-                "notebook_timeout_s", "report_notebooks", "notebook_params", "jobs", "push")
+                "notebook_timeout_s", "report_notebooks", "notebook_params", "jobs", "push", "slurm")
 GROUP_KEYS = ("name", "defaults", "matrix", "overrides", "exclude", "experiments", "description")
 
 
@@ -79,6 +80,7 @@ class Profile:
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: int = 1  # CPU: experiments generated at once (each with OMP_NUM_THREADS = cores // jobs)
     push: dict[str, Any] | None = None  # {repo_id, private}: upload the runs at the end (softthink.hub)
+    slurm: dict[str, Any] = field(default_factory=dict)  # the Slurm executor's options (softthink.slurm_config)
     experiments: list[Experiment] = field(default_factory=list)
 
     @property
@@ -210,6 +212,12 @@ def validate_profile(prof: Profile) -> list[str]:
             RunSpec.from_dict(copy.deepcopy(e.spec))
         except (ConfigError, TypeError, ValueError) as err:
             problems.append(f"{e.source} [{e.name}]: {err}")
+    try:
+        from softthink.slurm_config import slurm_options
+
+        slurm_options(prof.slurm)
+    except ConfigError as err:
+        problems.append(f"profile {prof.name!r}: {err}")
     if not prof.experiments and prof.name != "methods":
         problems.append(f"profile {prof.name!r} has no experiments")
     return problems
