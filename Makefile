@@ -48,7 +48,7 @@ test: $(STAMP)
 # then tables, figures and the HTML report (build/report/index.html); cached runs are skipped, partial ones resume
 JOBS ?=
 reproduce: $(STAMP)
-	$(PYTHON) -m softthink reproduce --profile $(PROFILE) --gpus $(GPUS) $(if $(JOBS),--jobs $(JOBS))
+	$(PYTHON) -m softthink reproduce --profile $(PROFILE) --gpus $(GPUS) $(if $(JOBS),--jobs $(JOBS)) $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 hello: $(STAMP)
 	$(PYTHON) -m softthink generate --config params/hello.yaml --pretty

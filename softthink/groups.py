@@ -151,7 +151,23 @@ def run_group(run: Any, group: Group, specs: dict[str, Path], gpu_ids: Sequence[
     from softthink.sglang_glue.server import ServerProcess, free_port
 
     log = run.build / "servers" / f"{group.key}.log"
-    server = ServerProcess(launch_options(spec0, check_layout(spec0), port=free_port()), log, env)
+    opts = launch_options(spec0, check_layout(spec0), port=free_port())
+    node_rank, command = 0, None
+    if group.nnodes > 1 and int(os.environ.get("SLURM_JOB_NUM_NODES") or 1) > 1:  # a multi-node Slurm job
+        from softthink.slurm import node_launch
+
+        command, node_env = node_launch(opts)
+        env = {**env, **node_env}
+        node_rank = int(os.environ.get("SLURM_NODEID", "0"))
+        log = log.with_name(f"{group.key}-node{node_rank}.log")
+    server = ServerProcess(opts, log, env, command)
+    if node_rank > 0:  # this node only joins rank 0's server; the job ends it when rank 0 is done
+        try:
+            server.start(wait=False)
+            server.proc.wait()
+        finally:
+            server.stop()
+        return [], None
     record.update(url=server.url, log=str(log), started=True)
     run.say(f"  server   {group.key:40s} starting ({group.model}, tp {spec0.serving.tp_size} x dp "
             f"{spec0.serving.dp_size}, driver {spec0.serving.driver}), log {log}")

@@ -129,6 +129,11 @@ class Run:
     t0: float = 0.0
     results: list[StepResult] = None  # type: ignore[assignment]
     servers: list[dict[str, Any]] = None  # type: ignore[assignment]  # one record per SGLang server group
+    slurm_jobs: list[dict[str, Any]] = None  # type: ignore[assignment]  # Slurm executor: one record per group
+    executor: str = "local"
+    slurm: Any = None
+    wait: bool = True
+    params_root: str | Path | None = None
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -156,18 +161,22 @@ def make_run(profile: str, gpus: int = 1, jobs: int | None = None, runs_dir: str
     run = Run(profile=profile, runs_dir=runs_dir or prof.runs_dir, build=build,
               figures_dir=figures_dir or prof.figures_dir, report_dir=report_dir or prof.report_dir,
               timeout_s=timeout_s or prof.notebook_timeout_s, gpus=gpus, jobs=jobs or prof.jobs, quiet=quiet,
-              notebooks=build_notebooks(build / "notebooks"), t0=time.time(), results=[], servers=[])
+              notebooks=build_notebooks(build / "notebooks"), t0=time.time(), results=[], servers=[], slurm_jobs=[])
     return prof, run
 
 
 def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequence[str] = (), skip_report: bool = False,
               runs_dir: str | None = None, build_root: str | None = None, figures_dir: str | None = None,
               report_dir: str | None = None, timeout_s: int | None = None, quiet: bool = False,
-              params_root: str | Path | None = None) -> dict[str, Any]:
-    """Run a whole profile (see the module docstring); returns the summary dict (also written to JSON)."""
+              params_root: str | Path | None = None, executor: str = "local", slurm: Any = None,
+              wait: bool = True) -> dict[str, Any]:
+    """Run a whole profile (see the module docstring); returns the summary dict (also written to JSON).
+    `executor="slurm"` (with `slurm`, validated `SlurmOptions`) runs the generation as one Slurm job per group
+    (`softthink.slurm`); grading and analysis then run only once every run is complete."""
     prof, run = make_run(profile, gpus=gpus, jobs=jobs, runs_dir=runs_dir, build_root=build_root,
                          figures_dir=figures_dir, report_dir=report_dir, timeout_s=timeout_s, quiet=quiet,
                          params_root=params_root)
+    run.executor, run.slurm, run.wait, run.params_root = executor, slurm, wait, params_root
     build = run.build
     exps = [e for e in prof.experiments if not only or e.name in only]
     specs = write_experiment_specs(prof, build / "params")
@@ -175,6 +184,13 @@ def reproduce(profile: str, gpus: int = 1, jobs: int | None = None, only: Sequen
     manifest = generate_step(run, exps, specs)
     mpath = build / "manifest.json"
     mpath.write_text(json.dumps({"profile": profile, "runs_dir": run.runs_dir, "runs": manifest}, indent=1))
+    unfinished = [n for n, rd in manifest.items() if run_status(specs[n], run.runs_dir)[0] != "cached"]
+    if executor == "slurm" and unfinished:  # never grade an incomplete run: the next reproduce finishes
+        run.say(f"[reproduce] {profile}: {len(unfinished)} run(s) not complete yet (jobs pending, running or "
+                f"failed: {run.build / 'slurm'}); grading and analysis wait for them. Run reproduce again.")
+        summary = write_pipeline_summary(run)
+        summary["incomplete"] = unfinished
+        return summary
     grade_step(run, manifest)
     run_list = [rd for rd in dict.fromkeys(manifest.values()) if rd]
     run_files = [Path(rd, f) for rd in run_list for f in (SUMMARY_FILE, SAMPLES_FILE)]
@@ -222,7 +238,9 @@ def generate_step(run: Run, exps: list, specs: dict[str, Path]) -> dict[str, str
         else:  # new, partial, or not even plannable (the notebook then fails and shows why)
             todo.append((e, rd, status))
 
-    if todo:
+    if todo and run.executor == "slurm":
+        run.results.extend(run_groups_on_slurm(run, [e.name for e, _rd, _st in todo], specs))
+    elif todo:
         run.results.extend(run_groups_local(run, [e.name for e, _rd, _st in todo], specs))
         for e, _rd, _st in todo:  # a fresh run dir may only now exist
             _st, rd, _err = run_status(specs[e.name], run.runs_dir)
@@ -259,6 +277,33 @@ def run_groups_local(run: Run, names: list[str], specs: dict[str, Path]) -> list
             res = [StepResult("generate", n, "failed", error=f"{type(res).__name__}: {res}") for n in g.experiments]
             run.say(f"  generate {g.key:40s} failed  {res[0].error}")
         out.extend(res)
+    return out
+
+
+def run_groups_on_slurm(run: Run, names: list[str], specs: dict[str, Path]) -> list[StepResult]:
+    """The experiments `names` as one Slurm job per group (`softthink.slurm`), each job running
+    `python -m softthink run-group`; a group already queued or running is followed, not submitted again. Job
+    records go to `run.slurm_jobs`."""
+    from softthink.groups import group_experiments
+    from softthink.runspec import RunSpec
+    from softthink.slurm import run_groups_slurm
+
+    groups = group_experiments(names, {n: RunSpec.from_yaml(specs[n]) for n in names})
+
+    def command_for(g) -> list[str]:
+        return ([sys.executable, "-m", "softthink", "run-group", "--profile", run.profile, "--group", g.key,
+                 "--runs-dir", str(Path(run.runs_dir).resolve()), "--build-dir", str(run.build.resolve()),
+                 "--timeout", str(run.timeout_s)]
+                + (["--params-root", str(Path(run.params_root).resolve())] if run.params_root else []))
+
+    run.slurm_jobs = run_groups_slurm(groups, command_for, run.slurm, run.build / "slurm", wait=run.wait,
+                                      say=run.say)
+    status = {"done": "ok", "failed": "failed"}
+    out = []
+    for job in run.slurm_jobs:
+        for n in job["experiments"]:
+            out.append(StepResult("generate", n, status.get(job["state"], job["state"]), notebook=job.get("log"),
+                                  error=job.get("error") if job["state"] == "failed" else None))
     return out
 
 
@@ -341,7 +386,7 @@ def write_pipeline_summary(run: Run) -> dict[str, Any]:
     """`build/<profile>/reproduce.json`: every step's result and the counts."""
     body = {"profile": run.profile, "seconds": time.time() - run.t0, "gpus": run.gpus, "jobs": run.jobs,
             "runs_dir": run.runs_dir, "failed": sum(r.status == "failed" for r in run.results),
-            "steps": [r.__dict__ for r in run.results], "servers": run.servers,
+            "steps": [r.__dict__ for r in run.results], "servers": run.servers, "jobs": run.slurm_jobs,
             "counts": {s: sum(r.status == s for r in run.results) for s in ("cached", "ok", "failed")}}
     run.build.mkdir(parents=True, exist_ok=True)
     (run.build / "reproduce.json").write_text(json.dumps(body, indent=1))
@@ -393,14 +438,20 @@ def _interruptible(fn):
 
 
 def _cmd_reproduce(args) -> int:
+    from softthink.slurm_config import options_from_args
+
     try:
+        slurm = options_from_args(args, load_profile(args.profile).slurm)  # validated before anything is submitted
         s = _interruptible(lambda: reproduce(
             args.profile, gpus=args.gpus, jobs=args.jobs, only=args.only or (), skip_report=args.no_report,
             runs_dir=args.runs_dir, build_root=args.build_dir, figures_dir=args.figures_dir,
-            report_dir=args.report_dir, timeout_s=args.timeout))
+            report_dir=args.report_dir, timeout_s=args.timeout, executor=args.executor, slurm=slurm,
+            wait=not args.no_wait))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if s.get("incomplete"):
+        return 0 if args.no_wait else 1
     return 1 if s["failed"] else 0
 
 
@@ -503,8 +554,10 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="run every experiment of a profile through papermill, grade, "
                                                 "build tables, figures and the HTML report (cached steps skipped)")
     p.add_argument("--profile", default="demo", help="params/<profile>/ (demo, paper, sweep, methods, ci)")
-    p.add_argument("--gpus", type=int, default=1, help="experiments run at once, one GPU each")
-    p.add_argument("--jobs", type=int, default=None, help="CPU: experiments generated at once (default: the profile's)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs of this node: model/server groups are packed onto "
+                                                       "disjoint GPU sets, largest first")
+    p.add_argument("--jobs", type=int, default=None, help="CPU: workers of a transformers model group, each loading "
+                                                          "the model once (default: the profile's)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--runs-dir", default=None)
@@ -512,6 +565,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--figures-dir", default=None)
     p.add_argument("--report-dir", default=None)
     p.add_argument("--timeout", type=int, default=None, help="per-notebook execution timeout (s)")
+    from softthink.slurm_config import add_slurm_flags
+
+    add_slurm_flags(p)  # --executor local|slurm, --no-wait, --slurm-partition/-account/-qos/-time/-extra
     p.set_defaults(func=_cmd_reproduce)
 
     g = subparsers.add_parser("run-group", help="generate one server group of a profile (what a Slurm job runs): "

@@ -31,13 +31,15 @@ class ServerProcess:
     waits until `/health` answers; `stop()` kills the whole process tree (schedulers, detokenizer, TP ranks).
     Use as a context manager so that a failure, Ctrl-C or SIGTERM (raised as SystemExit by the caller) stops it."""
 
-    def __init__(self, opts: Any, log_path: str | os.PathLike, env: dict[str, str] | None = None):
+    def __init__(self, opts: Any, log_path: str | os.PathLike, env: dict[str, str] | None = None,
+                 command: list[str] | None = None):
         from softthink.sglang_glue.cpu import materialize
 
         self.opts = opts
         self.opts.model_path = materialize(opts.model_path)  # bundled aliases -> an HF-format folder
         self.log_path = Path(log_path)
         self.env = env or {}
+        self.command = command  # this node's command of a multi-node server (softthink.slurm.node_launch)
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
         self.ended: str | None = None
@@ -46,16 +48,19 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{self.opts.host}:{self.opts.port}"
 
-    def start(self, timeout_s: float = 1800) -> "ServerProcess":
+    def start(self, timeout_s: float = 1800, wait: bool = True) -> "ServerProcess":
+        """Launch; with `wait`, return once `/health` answers (a multi-node server's other ranks serve no HTTP)."""
         from sglang.utils import wait_for_http_ready
 
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, **self.opts.env(), **self.env)
         t0 = time.time()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.opts.server_command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(self.command or self.opts.server_command(), stdout=log,
+                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
         LIVE.add(self)
+        if not wait:
+            return self
         try:
             wait_for_http_ready(self.url + "/health", timeout=timeout_s, process=self.proc)
         except BaseException as e:
