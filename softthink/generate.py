@@ -9,6 +9,11 @@ run (batched float kernels are not bitwise invariant to batch composition). A sa
 make a resumed run equal to an uninterrupted one on the same machine (with ``noise.rng = global`` the stream depends
 on batch order and a resumed batch replays it from its start, which is also equal). An exclusive ``flock`` on
 ``<run>/.lock`` keeps two generators off the same run.
+
+**In flight** (an engine with ``in_flight = True``: the client of an SGLang server): no fixed batches. Every
+missing (item, sample) pair is sent at once, the server batches them as it likes, and each record is appended when
+its sample finishes; a resumed run sends exactly the missing pairs. Sampling stays independent of the neighbours
+(counter-keyed noise); kernel-level batch invariance is the server's (docs/sglang.md).
 """
 from __future__ import annotations
 
