@@ -135,25 +135,22 @@ def test_four_clients_bad_requests_a_killed_client_then_resume(server, tmp_path)
     assert {k: len(v) for k, v in _pairs(runs).items()} == want
 
 
-def test_server_killed_mid_run_then_rerun_completes(tmp_path):
-    runs = tmp_path / "runs"
-    s1 = _start_server(tmp_path, "victim")
-    try:
-        spec = _spec_file(tmp_path, "soft_noise", s1.url)
-        client = _client(spec, runs, tmp_path / "client.log")
-        deadline = time.time() + 600
-        while time.time() < deadline and not (runs.exists() and any(runs.rglob("config.json"))):
-            time.sleep(0.1)
-        time.sleep(1.0)  # its requests are in flight
-        from sglang.srt.utils import kill_process_tree
+def test_server_killed_mid_run_then_rerun_completes(server, tmp_path):
+    """Last in the module: the module's server is the victim."""
+    from sglang.srt.utils import kill_process_tree
 
-        kill_process_tree(s1.proc.pid, wait_timeout=60)  # the server dies, not through its owner
-        assert client.wait(600) != 0
-        log = (tmp_path / "client.log").read_text()
-        assert "stopped answering" in log or "no SGLang server answers" in log, log[-2000:]
-    finally:
-        s1.stop()
-    assert s1.ended.startswith("died")
+    runs = tmp_path / "runs"
+    client = _client(_spec_file(tmp_path, "soft_noise", server.url), runs, tmp_path / "client.log")
+    deadline = time.time() + 600
+    while time.time() < deadline and not (runs.exists() and any(runs.rglob("config.json"))):
+        time.sleep(0.1)
+    time.sleep(1.0)  # its requests are in flight
+    kill_process_tree(server.proc.pid, wait_timeout=60)  # the server dies, not through its owner
+    assert client.wait(600) != 0
+    log = (tmp_path / "client.log").read_text()
+    assert "stopped answering" in log or "no SGLang server answers" in log, log[-2000:]
+    server.stop()
+    assert server.ended.startswith("died")
     partial = _pairs(runs).get("soft-n8", [])
     assert len(partial) < _expected("soft_noise") and len(partial) == len(set(partial))
     s2 = _start_server(tmp_path, "second")
