@@ -170,13 +170,15 @@ def check_slurm() -> None:
 
 def job_info(job_id: str) -> dict[str, str] | None:
     """`scontrol show job -o ID` as a dict (JobState, Restarts, ExitCode, ...); None once Slurm forgot the job."""
-    r = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
-    if r.returncode:
+    for attempt in range(4):  # a busy controller sometimes fails a query without a message: ask again
+        r = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            return dict(part.split("=", 1) for part in r.stdout.split() if "=" in part)
         if "Invalid job id" in r.stderr:
             return None
-        raise RuntimeError(f"scontrol show job {job_id} failed (is the Slurm controller reachable?): "
-                           f"{' '.join(r.stderr.split())}")
-    return dict(part.split("=", 1) for part in r.stdout.split() if "=" in part)
+        time.sleep(2 * (attempt + 1))
+    raise RuntimeError(f"scontrol show job {job_id} failed (is the Slurm controller reachable?): "
+                       f"{' '.join(r.stderr.split()) or f'exit {r.returncode}'}")
 
 
 def finished_state(job: dict[str, Any], slurm_state: str | None = None) -> tuple[str, str | None]:
