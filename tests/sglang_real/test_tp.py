@@ -205,6 +205,27 @@ def _cases(runs):
 
 
 # ------------------------------------------------------------------------------------------ the tests
+def test_cpu_group_hook_turns_the_gpu_only_communicators_off():
+    """The entry point's hook on `init_model_parallel_group` (what lets CPU ranks start): every GPU-only
+    communicator off, however the caller passed it; only in processes softthink launched on the CPU."""
+    from sglang.srt.distributed import parallel_state
+
+    from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE
+    from softthink.sglang_glue.cpu import GPU_ONLY_COMMUNICATORS, cpu_parallel_group, cpu_selected
+
+    real = parallel_state.init_model_parallel_group
+    seen = functools.wraps(real)(lambda *a, **k: (a, k))  # the release's signature, returns what it was given
+    args, kwargs = cpu_parallel_group(seen, [[0, 1]], 0, "gloo", True, use_custom_allreduce=True, group_name="tp")
+    bound = __import__("inspect").signature(real).bind(*args, **kwargs).arguments
+    assert set(GPU_ONLY_COMMUNICATORS) <= set(bound)  # the release still has each of them
+    assert all(bound[name] is False for name in GPU_ONLY_COMMUNICATORS), bound
+    assert bound["group_ranks"] == [[0, 1]] and bound["backend"] == "gloo" and bound["group_name"] == "tp"
+    ours = {"SGLANG_USE_CPU_ENGINE": "1", "SGLANG_EXTERNAL_MODEL_PACKAGE": EXTERNAL_MODEL_PACKAGE}
+    assert cpu_selected(ours)
+    assert not cpu_selected(dict(ours, SGLANG_USE_CPU_ENGINE="0"))  # a GPU server
+    assert not cpu_selected({"SGLANG_USE_CPU_ENGINE": "1"})  # somebody else's CPU SGLang
+
+
 @pytest.mark.parametrize("model,name", list(_cases(RUNS)))
 def test_tp2_matches_the_transformers_engine(model, name, request):
     res = tp2_results(model, request)
