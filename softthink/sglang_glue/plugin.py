@@ -217,6 +217,10 @@ def soft_sample(original, runner, logits_output, forward_batch, *args, **kwargs)
 # ---------------------------------------------------------------------------------------------- entry point
 def register(force: Optional[str] = None, apply_now: bool = False) -> Optional[str]:
     """The `sglang.srt.plugins` entry point. Returns the driver installed ("A", "B") or None."""
+    from softthink.sglang_glue import cpu
+
+    if cpu.cpu_selected():  # both drivers: CPU ranks need their GPU-only communicators off before TP groups exist
+        cpu.register_cpu_hooks()
     driver = (force or "").upper() or selected_driver()
     if driver is None or _STATE["registered"] is not None:
         return _STATE["registered"]

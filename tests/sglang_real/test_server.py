@@ -2,6 +2,7 @@
 `extra_body`, JSON responses, and bad requests that fail alone while the server keeps serving."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,8 +24,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _post(url: str, body: dict, timeout: float = 300):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def _post(url: str, body: dict, timeout: float = 300, headers: dict | None = None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
@@ -32,16 +34,19 @@ def _post(url: str, body: dict, timeout: float = 300):
         return e.code, json.loads(e.read() or b"{}")
 
 
-@pytest.fixture(scope="module", params=["A", "B"])
-def server(request):
+@contextlib.contextmanager
+def serving(model: str, *args: str, env: dict | None = None, start_timeout: float = 300):
+    """`python -m softthink sglang-serve --model MODEL --device cpu ARGS` on a free loopback port until the block
+    ends (the whole process group is ended, also when the start fails). Yields {"base", "log", "port"}."""
     port = _free_port()
     log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"softthink-serve-{port}.log"), "w+")
-    cmd = [sys.executable, "-m", "softthink", "sglang-serve", "--model", MODEL, "--device", "cpu", "--driver",
-           request.param, "--port", str(port), "--extra", json.dumps({"log_level": "warning"})]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [sys.executable, "-m", "softthink", "sglang-serve", "--model", model, "--device", "cpu", "--port", str(port),
+           *args]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, **(env or {})))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + start_timeout
         while True:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=5) as r:
@@ -53,14 +58,21 @@ def server(request):
                 log.seek(0)
                 pytest.fail(f"server did not start (rc {proc.poll()}):\n{log.read()[-4000:]}")
             time.sleep(1)
-        yield {"base": base, "driver": request.param, "log": log}
+        yield {"base": base, "log": log, "port": port}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
         log.close()
+
+
+@pytest.fixture(scope="module", params=["A", "B"])
+def server(request):
+    with serving(MODEL, "--driver", request.param, "--extra", json.dumps({"log_level": "warning"})) as srv:
+        yield dict(srv, driver=request.param)
 
 
 def _request(cfg: dict, uid: int, driver: str) -> dict:

@@ -104,6 +104,9 @@ class EmbeddingHook:
         self.lookup = embed.forward  # the bound original: scaling inside the module applies to concept rows too
         self.sharded = _sharded_ops(embed)
         self.rows = None
+        self.trace = MixTrace.from_env(embed)
+        if self.trace is not None and self.sharded is not None:  # count the all-reduces the sharded mix makes
+            self.sharded = (self.sharded[0], self.trace.counted(self.sharded[1]))
         embed.forward = self.forward  # instance attribute: the module object (and tied heads, weight loading) stay
         embed.softthink_hook = self
 
@@ -118,8 +121,69 @@ class EmbeddingHook:
         if rows is None or args or kwargs or input_ids.dim() != 1 or input_ids.shape[0] != rows.shape[0]:
             return self.lookup(input_ids, *args, **kwargs)
         if self.sharded is not None:  # TP: shard-local mix + one all-reduce
-            return self.tables.mix_sharded(*self.sharded, rows, input_ids)
-        return self.tables.mix_module(self.lookup, rows, input_ids)
+            out = self.tables.mix_sharded(*self.sharded, rows, input_ids)
+        else:
+            out = self.tables.mix_module(self.lookup, rows, input_ids)
+        if self.trace is not None:
+            self.trace.record(self.tables, rows, input_ids, "sharded" if self.sharded is not None else "module")
+        return out
+
+
+class MixTrace:
+    """Debug/test aid, off unless `SOFTTHINK_SGLANG_MIX_TRACE=<dir>`: every armed decode mix of this process
+    appends one JSON line to `<dir>/mix-tp<rank>-<pid>.jsonl` - the path taken (`sharded` under TP, else
+    `module`), the rank and its vocabulary shard, how many soft rows were mixed, how many of their concept ids
+    (weight > 0) lie inside / outside the shard, the all-reduces made, and a digest of the concepts read. Under TP
+    every rank must log the same digests (identical tables, identical noise). Reading the tables syncs the
+    device, so production runs leave it off."""
+
+    def __init__(self, path: str, rank: int, tp: int, shard):
+        self.path, self.rank, self.tp, self.shard = path, rank, tp, shard
+        self.reduces = 0
+
+    @classmethod
+    def from_env(cls, embed) -> Optional["MixTrace"]:
+        folder = os.environ.get("SOFTTHINK_SGLANG_MIX_TRACE", "").strip()
+        if not folder:
+            return None
+        os.makedirs(folder, exist_ok=True)
+        tp = int(getattr(embed, "tp_size", 1) or 1)
+        group = getattr(embed, "tp_group", None)  # the layer keeps its group, not its rank
+        rank = int(getattr(group, "rank_in_group", 0) or 0) if tp > 1 else 0
+        si = getattr(embed, "shard_indices", None)
+        shard = [int(si.org_vocab_start_index), int(si.org_vocab_end_index)] if si is not None else None
+        return cls(os.path.join(folder, f"mix-tp{rank}-{os.getpid()}.jsonl"), rank, tp, shard)
+
+    def counted(self, reduce):
+        def all_reduce(x):
+            self.reduces += 1
+            return reduce(x)
+
+        return all_reduce
+
+    def record(self, tables, rows, input_ids, path: str) -> None:
+        import hashlib
+        import json
+
+        import torch
+
+        r = rows.to(torch.int64)
+        k = tables.mix_width()
+        act = tables.active.index_select(0, r)
+        ids = tables.ids[:, :k].index_select(0, r)[act]
+        w = tables.w[:, :k].index_select(0, r)[act]
+        used = ids[w > 0]
+        inside = None
+        if self.shard is not None:
+            inside = int(((used >= self.shard[0]) & (used < self.shard[1])).sum())
+        digest = hashlib.sha1(ids.cpu().numpy().tobytes() + w.float().cpu().numpy().tobytes()
+                              + input_ids.cpu().numpy().tobytes()).hexdigest()[:16]
+        line = {"path": path, "rank": self.rank, "tp": self.tp, "shard": self.shard, "batch": int(r.shape[0]),
+                "soft_rows": int(act.sum()), "ids": int(used.numel()), "ids_in_shard": inside,
+                "all_reduces": self.reduces, "digest": digest}
+        self.reduces = 0
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 def _sharded_ops(embed):
