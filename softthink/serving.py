@@ -38,7 +38,7 @@ from typing import Any
 
 from softthink.config import ConfigError
 
-DEFAULT_API_KEY_ENV = "SOFTTHINK_SGLANG_API_KEY"
+DEFAULT_API_KEY_ENV = "SOFTTHINK_SGLANG_API_KEY"  # the variable servers started by softthink read (launch.API_KEY_ENV)
 DEFAULT_MEM_FRACTION = 0.85
 ACTIVATION_GB = 4.0  # per GPU: activations, CUDA graphs, the plugin's tables (measured order of magnitude)
 PROMPT_TOKENS_ALLOWANCE = 1024  # prompts of the paper's benchmarks stay below this (LiveCodeBench's longest ~900)
@@ -101,6 +101,9 @@ class ServingSpec:
         if drv not in DRIVERS:
             raise ConfigError(f"serving.driver: {d.get('driver')!r} is not allowed; choose A or B")
         d["driver"] = drv
+        if d.get("nnodes", 1) > 1 and drv == "A":  # its other nodes listen beyond loopback (docs/sglang.md)
+            raise ConfigError("serving.driver: a multi-node server (serving.nnodes > 1) runs Driver B: Driver A "
+                              "deserialises code from every client and is kept to loopback servers")
         if not isinstance(d.get("extra", {}), dict):
             raise ConfigError(f"serving.extra: expected a mapping of SGLang ServerArgs fields, got {d['extra']!r}")
         url = d.get("url")
