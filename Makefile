@@ -138,11 +138,14 @@ test-sglang: $(SGLANG_STAMP)
 	$(SGLANG_PY) -m pytest -q tests/sglang_real
 
 # one GPU: torch + transformers (GPU_PY=...) for gpu_check.py (11 minutes: the engine check compiles one decode shape
-# per batch size); gpu_families.py also needs SGLang there (DeepSeek MLA through SGLang; skipped without it)
+# per batch size); gpu_families.py also needs SGLang there (DeepSeek MLA through SGLang; skipped without it), and so
+# does the pipeline comparison (an engine per run in fixed batches vs one server with every request in flight)
 GPU_PY ?= python3
 gpu-check:
 	timeout 660 $(GPU_PY) tests/gpu/gpu_check.py --only graph graph_scaled driver nosync timing engine
 	timeout 900 $(GPU_PY) tests/gpu/gpu_families.py
+	timeout 900 $(GPU_PY) tests/bench/bench_pipeline.py --device cuda --limit 16 --max-new-tokens 2048 \
+	  --out build/bench/pipeline-gpu.json
 
 clean:
 	rm -rf build .pytest_cache

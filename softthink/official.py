@@ -86,8 +86,6 @@ _FLAGS: dict[str, tuple[Any, Any, Any]] = {
     "max_topk": (int, 15, 30),
     "nothinking": (bool, "absent", False),
 }
-DATASET_CHOICES = ("math500", "aime2024", "aime2025", "gpqa_diamond", "gsm8k", "amc23", "humaneval", "mbpp",
-                   "livecodebench")
 #: flags that are not in the official code, with what to use instead
 _NOT_OFFICIAL = {
     "dirichlet_temperature": "the official README names it, but the code has no such flag (the script stops with "
@@ -192,7 +190,9 @@ def translate_args(script: str, args: dict[str, Any], given: set[str], preset: s
 
     if not a.get("dataset"):
         raise ConfigError("--dataset: required (the official script fails without it)")
-    if a["dataset"] not in DATASET_CHOICES:
+    from softthink.data import names
+
+    if a["dataset"] not in names():  # the official script's choices are exactly the registry's benchmarks
         raise ConfigError(f"--dataset: {a['dataset']!r} is not a choice of the official script")
     if not a.get("model_name"):
         raise ConfigError("--model_name: required")
@@ -659,6 +659,8 @@ def _cmd_from_official(args) -> int:
         print(f"warning: a secret was given as a flag; it is used for this process only and never written. "
               f"Set {env} in the environment instead.", file=sys.stderr)
     spec = apply_overrides(full_spec(t), args.set)
+    if spec.get("engine", "sglang") != "sglang":  # --set engine=hf: no server layout
+        spec.pop("serving", None)
     RunSpec.from_dict(copy.deepcopy(spec))  # validated: a bad translation or --set is one error line
     t.spec = {k: v for k, v in spec.items() if k != "serving"}
     text = to_yaml(t)

@@ -476,8 +476,9 @@ def run_one_group(profile: str, key: str, runs_dir: str | None = None, build_roo
         results, server = run_group(run, groups[key], specs, gpu_ids)
         body = {"group": key, "status": "ok" if all(r.status == "ok" for r in results) else "failed",
                 "steps": [r.__dict__ for r in results], "server": server, "seconds": time.time() - run.t0}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(body, indent=1))
+    if body["status"] != "unknown":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(body, indent=1))
     return body
 
 

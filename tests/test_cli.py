@@ -56,6 +56,9 @@ CASES = {
     "grade_not_a_run": ("grade {not_a_run}", "not a run directory"),
     "summarize_not_a_run": ("summarize {not_a_run}", "not a run directory"),
     "reproduce_unknown_profile": ("reproduce --profile no_such_profile", "no_such_profile"),
+    "run_group_unknown_group": ("run-group --profile ci --group no-such-group --build-dir {not_a_run}/b "
+                                "--runs-dir {not_a_run}/r",
+                                "no-such-group"),
     "report_unknown_profile": ("report --profile no_such_profile", "no_such_profile"),
     "params_expand_unknown_profile": ("params-expand --profile no_such_profile", "no_such_profile"),
     "from_official_not_a_script": ("from-official -- python demo.py --dataset aime2024", "run_sglang_softthinking.py"),

@@ -1,4 +1,5 @@
-"""The SGLang pipeline on the CPU, in one invocation (make bench-sglang; the .venv-sglang interpreter):
+"""The SGLang pipeline on the CPU (make bench-sglang; the .venv-sglang interpreter) or one GPU (make gpu-check,
+`--device cuda`), in one invocation:
 
 (a) as before the server groups: one in-process SGLang engine per experiment, each run in fixed synchronous
     batches of `batch_size` (each batch waits for its longest sample);
@@ -25,14 +26,14 @@ from pathlib import Path
 MODEL = "smollm2-135m"
 
 
-def specs(max_new: int, limit: int, runs: int) -> list[dict]:
+def specs(max_new: int, limit: int, runs: int, device: str = "cpu") -> list[dict]:
     out = []
     for ds in ("gsm8k", "math500"):
         for name, n, gen in (("cot", 4, {"method": "cot_sample"}),
                              ("soft-gumbel", 4, {"method": "soft", "noise": {"kind": "gumbel", "gumbel_tau": 0.5},
                                                  "cold_stop": {"threshold": 0.01, "length": 64}}),
                              ("greedy", 1, {"method": "cot_greedy"})):
-            out.append({"model": MODEL, "dataset": ds, "engine": "sglang", "device": "cpu", "limit": limit, "n": n,
+            out.append({"model": MODEL, "dataset": ds, "engine": "sglang", "device": device, "limit": limit, "n": n,
                         "generation": dict(gen, max_new_tokens=max_new, batch_size=8)})
     return out[:runs]
 
@@ -134,15 +135,21 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--limit", type=int, default=4, help="items per run")
     ap.add_argument("--max-new-tokens", type=int, default=192)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (make gpu-check: one GPU)")
     ap.add_argument("--out", default="build/bench/pipeline.json")
     a = ap.parse_args()
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    sd = specs(a.max_new_tokens, a.limit, a.runs)
+    sd = specs(a.max_new_tokens, a.limit, a.runs, a.device)
     n_samples = sum(d["limit"] * d["n"] for d in sd)
-    print(f"{len(sd)} runs of {MODEL}, {n_samples} samples, up to {a.max_new_tokens} tokens each; CPU "
-          f"{platform.processor() or platform.machine()}", flush=True)
+    where = platform.processor() or platform.machine()
+    if a.device == "cuda":
+        import torch
+
+        where = torch.cuda.get_device_name(0)
+    print(f"{len(sd)} runs of {MODEL}, {n_samples} samples, up to {a.max_new_tokens} tokens each; {a.device}: "
+          f"{where}", flush=True)
     b = arm_one_server(sd, tmp / "b", tmp / "server.log")
     print(f"(b) one server, every request in flight: {b}", flush=True)
     a_ = arm_engine_per_run(sd, tmp / "a")
@@ -154,7 +161,7 @@ def main() -> None:
               f"{r['tokens'] / r['wall_s']:.1f} | {r['in_flight_mean']:.1f} |")
     print(f"\n(b) is {ratio:.2f}x faster than (a) (goal: 2x)")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"a_engine_per_run": a_, "b_one_server": b, "speedup": ratio,
+    Path(a.out).write_text(json.dumps({"device": where, "a_engine_per_run": a_, "b_one_server": b, "speedup": ratio,
                                        "runs": len(sd), "samples": n_samples, "max_new_tokens": a.max_new_tokens},
                                       indent=1))
 
