@@ -51,18 +51,19 @@ def http_json(url: str, body: dict | None = None, api_key: str | None = None, ti
 
 
 def server_info(url: str, api_key: str | None = None) -> dict[str, Any]:
-    """SGLang's `/get_server_info` (its server arguments and more)."""
+    """SGLang's `/server_info` (its server arguments and more)."""
     try:
-        status, info = http_json(url.rstrip("/") + "/get_server_info", api_key=api_key)
+        # the server asks its schedulers for their state: slow while they decode a large batch
+        status, info = http_json(url.rstrip("/") + "/server_info", api_key=api_key, timeout=300)
     except OSError as e:
         raise ServerError(f"no SGLang server answers at {url} ({e})") from None
     if status != 200 or not isinstance(info, dict):
-        raise ServerError(f"{url}/get_server_info answered {status}: {str(info)[:300]}")
+        raise ServerError(f"{url}/server_info answered {status}: {str(info)[:300]}")
     return info
 
 
 def check_server(url: str, spec: Any, tokenizer: Any, api_key: str | None = None) -> dict[str, Any]:
-    """Check that the server at `url` serves `spec`: model, dtype, TP size and driver from its server arguments,
+    """Check that the server at `url` serves `spec`: model, dtype, TP size and driver from its `/server_info`,
     then one short probe request with the spec's own settings (a concept width above the server's kmax, or a
     server started without the plugin, comes back as an abort naming the reason). Raises `ServerError` naming
     every mismatch; returns the server info."""
@@ -118,11 +119,7 @@ class ServerEngine:
         self.tokenizer = tokenizer
         self.driver, self.kmax = driver, kmax
         self._api_key_env = api_key_env  # the name only: the key is read at each request, never kept
-        if window is None:
-            info = server_info(self.url, _api_key(api_key_env))
-            mrr = info.get("max_running_requests") or 0
-            window = max(DEFAULT_WINDOW, 4 * int(mrr)) if mrr else DEFAULT_WINDOW
-        self.window = int(window)
+        self.window = int(window or DEFAULT_WINDOW)
         self.requests = 0
         self._busy = 0
         self._busy_area = 0.0  # integral of requests in flight over time
@@ -133,7 +130,10 @@ class ServerEngine:
     @classmethod
     def for_spec(cls, url: str, spec: Any, tokenizer: Any, window: int | None = None) -> "ServerEngine":
         """Connect to `url` after checking it serves `spec` (`check_server`)."""
-        check_server(url, spec, tokenizer, _api_key(spec.serving.api_key_env))
+        info = check_server(url, spec, tokenizer, _api_key(spec.serving.api_key_env))
+        if window is None:  # a few times what the server decodes at once, so its queue never runs dry
+            mrr = int(info.get("max_running_requests") or 0)
+            window = max(DEFAULT_WINDOW, 4 * mrr)
         return cls(url, tokenizer, spec.serving.driver, spec.serving.kmax, window, spec.serving.api_key_env)
 
     def _track(self, delta: int) -> None:
