@@ -217,3 +217,57 @@ def probe_runs(run_dirs: Sequence[str], **kw) -> pd.DataFrame:
         m = f.attrs["meta"]
         frames.append(f.assign(model=m["model"], dataset=m["dataset"], method=m["method"], run=m["run"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# table and figure
+
+
+def probe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, method, dataset): probed steps, mean top-1 weight, mean JS to the top-1 and top-2 inputs, mean JS
+    between top-1 and top-2 (the scale), the share of steps closer to top-1 than top-2, and the replay share."""
+    keys = ["model", "method", "dataset"]
+    if not len(frame):
+        return pd.DataFrame(columns=keys + ["probed steps", "mean w_top1", "JS(concept, top-1)", "JS(concept, top-2)",
+                                            "JS(top-1, top-2)", "closer to top-1 %", "replay %"])
+    g = frame.assign(closer=(frame.js_top1 < frame.js_top2).where(frame.js_top2.notna())).groupby(keys, sort=False)
+    return pd.DataFrame({
+        "probed steps": g.size(), "mean w_top1": g.w_top1.mean(), "JS(concept, top-1)": g.js_top1.mean(),
+        "JS(concept, top-2)": g.js_top2.mean(), "JS(top-1, top-2)": g.js_top1_top2.mean(),
+        "closer to top-1 %": 100 * g.closer.mean(), "replay %": 100 * g.replay.mean(),
+    }).reset_index()
+
+
+def probe_figure(frame: pd.DataFrame):
+    """JS(concept, top-1) against the step and against the concept's top-1 weight, colour = method; JS(concept,
+    top-2) as hollow markers for scale."""
+    import matplotlib.pyplot as plt
+
+    from softthink.diagnostics import _method_order
+    from softthink.figures import _empty, method_color, method_label, method_marker
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    if not len(frame):
+        for ax in axes:
+            _empty(ax, "no probed step")
+        return fig
+    for m in _method_order(frame.method):
+        sub = frame[frame.method == m]
+        c, mk = method_color(m), method_marker(m)
+        per_step = sub.groupby("step")[["js_top1", "js_top2"]].mean()
+        axes[0].plot(per_step.index, per_step.js_top1, color=c, marker=mk, ms=3, lw=1, label=method_label(m))
+        axes[0].plot(per_step.index, per_step.js_top2, color=c, ls=":", lw=1)
+        axes[1].scatter(sub.w_top1, sub.js_top1, color=c, marker=mk, s=14, alpha=0.7, label=method_label(m))
+        axes[1].scatter(sub.w_top1, sub.js_top2, facecolors="none", edgecolors=c, marker=mk, s=14, alpha=0.5)
+    axes[0].set_xlabel("thinking step")
+    axes[0].set_ylabel("JS divergence of the next-step distribution (nats)")
+    axes[0].set_title("mean over probed samples: concept vs top-1 (solid), vs top-2 (dotted)", fontsize=9)
+    axes[1].set_xlabel("concept weight of its top-1 token")
+    axes[1].set_title("per step: vs top-1 (filled), vs top-2 (hollow)", fontsize=9)
+    for ax in axes:
+        ax.axhline(math.log(2), color="0.5", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Top-1 reliance probe: does the next step read more than the concept's top-1 token? (ln 2 dashed)",
+                 fontsize=11)
+    return fig
