@@ -95,9 +95,13 @@ def compare_samples(sample: Mapping[str, Any], greedy: Mapping[str, Any]) -> dic
 
 
 def _runs(summary: pd.DataFrame | None, grader: str | None) -> pd.DataFrame:
+    """`comparison.comparison_frame`, restricted to runs whose directory exists (made-up frames have none)."""
     from softthink.comparison import comparison_frame
+    from softthink.store import CONFIG_FILE
 
-    return comparison_frame(summary, grader=grader)
+    runs = comparison_frame(summary, grader=grader)
+    exists = np.array([bool(d) and (Path(d) / CONFIG_FILE).exists() for d in runs.run_dir.astype(str)], dtype=bool)
+    return runs.loc[exists]
 
 
 def _greedy_for(runs: pd.DataFrame, model: str, dataset: str) -> pd.Series | None:
