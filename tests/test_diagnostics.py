@@ -135,3 +135,45 @@ def test_probe_steps_subset_and_js_helper(tiny_qwen):
     frame, _ = probe.probe_generate(eng, PROMPTS, soft_cfg(5), UIDS)
     assert set(frame.step) <= set(steps)
     assert not len(probe.probe_table(frame.iloc[:0].assign(model=[], method=[], dataset=[])))
+
+
+# --- over real run directories ----------------------------------------------------------------------------------
+
+
+def test_measures_over_run_directories(tiny_qwen, tmp_path):
+    """Soft Thinking with K = 1 (argmax answers) against greedy CoT, generated and graded into run directories:
+    agreement everywhere, a zero paired difference with a zero-width interval, the probe's JS 0 on a replay that
+    reproduces the stored tokens, and the probe cached in the run directory."""
+    from softthink import grade_runs, summaries
+    from softthink.generate import generate_run
+    from softthink.runspec import RunSpec
+
+    m, tok = tiny_qwen
+    base = {"model": "tiny-random-qwen2", "dataset": "gsm8k", "limit": 2, "n": 1, "device": "cpu"}
+    gen = {"max_new_tokens": 14, "seed": 0, "batch_size": 2, "think": {"budget": 8}}
+    dirs = []
+    for g in ({"method": "soft", "think": {"max_topk": 1, "budget": 8}, "answer": {"mode": "greedy_argmax"}},
+              {"method": "cot_greedy"}):
+        rd = generate_run(RunSpec.from_dict({**base, "generation": {**gen, **g}}), engine=HFEngine(m, tok),
+                          progress=False, runs_dir=tmp_path)
+        grade_runs.grade_in_process(rd.path)
+        dirs.append(str(rd.path))
+    summary = summaries.summarize_runs(dirs)
+    agree = diagnostics.agreement_frame(summary)
+    assert len(agree) == 2 and agree.first_divergence.isna().all() and (agree.think_agreement == 1).all()
+    assert agree.answer_agree.all() and (agree.think_tokens == 8).all()
+    paired = diagnostics.paired_frame(summary)
+    assert len(paired) == 1 and paired.method[0] in ("soft", "soft_no_cold_stop")
+    for col in ("acc_diff", "acc_lo", "acc_hi", "len_diff", "len_lo", "len_hi"):
+        assert paired[col][0] == 0
+    assert paired.acc_p[0] == 1.0 and paired.n_items[0] == 2
+    engines = {"tiny-random-qwen2": probe.ProbeEngine(m, tok)}
+    frame = probe.probe_run(dirs[0], n_items=2, engines=engines)
+    assert len(frame) == 2 * 7 and (frame.js_top1 == 0).all() and (frame.replay == 1).all()
+    assert frame.attrs["meta"]["timing"]["probed_steps"] == 7
+    assert len(list((tmp_path / dirs[0].split("/")[-1] / "probe").glob("*.csv"))) == 1
+    again = probe.probe_run(dirs[0], n_items=2, engines={})  # read from the cache: no model needed
+    assert again.js_top1.tolist() == frame.js_top1.tolist()
+    assert not len(probe.probe_run(dirs[1], n_items=2, engines={}))  # greedy CoT: no concept to probe
+    tab = probe.probe_table(probe.probe_runs(dirs, n_items=2))
+    assert tab["JS(concept, top-1)"].tolist() == [0.0] and tab["probed steps"].tolist() == [14]
