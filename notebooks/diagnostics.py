@@ -48,8 +48,9 @@ agree = diagnostics.agreement_frame(summary, grader=P.grader)
 agree_tab = diagnostics.agreement_table(agree)
 agree.to_csv(out / "agreement.csv", index=False)
 outputs.append(str(out / "agreement.csv"))
+no_pair = "No soft-input run with a greedy CoT run of the same model and benchmark."
 md += ["### Trajectory agreement with greedy CoT (same item and model)", "",
-       agree_tab.to_markdown(index=False, floatfmt=".1f") if len(agree_tab) else "No soft-input run with a greedy run.", ""]
+       agree_tab.to_markdown(index=False, floatfmt=".1f") if len(agree_tab) else no_pair, ""]
 display(Markdown("\n".join(md[-4:])))
 fig = diagnostics.divergence_figure(agree)
 outputs += figures.save_figure(fig, "divergence_steps", P.out_dir)

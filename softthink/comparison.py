@@ -2,7 +2,8 @@
 tables (the `methods` profile). No published numbers exist for most of these at this scale: ours only.
 
 Outputs (`write_comparison`): `figures/comparison.{md,csv,tex}`; accuracy, Len-Correct, Len-All and pass@k (k = n),
-and every method minus greedy CoT on the same items with paired intervals (`comparison_paired.csv`, docs/diagnostics.md).
+and every method minus greedy CoT on the same items with paired intervals (`comparison_paired.csv`,
+docs/diagnostics.md).
 """
 from __future__ import annotations
 
