@@ -30,7 +30,6 @@ import torch
 
 from softthink.decode_step import StaticRunner, _static_forward, _think_and_input
 from softthink.engine import HFEngine
-from softthink.kv_cache import window_for
 
 PROBE_VERSION = 1  # bump when the probe's numbers would change (invalidates cached results)
 PROBE_DIR = "probe"
@@ -66,12 +65,7 @@ class ProbeRunner(StaticRunner):
         dev = logits.device
         _sync(dev)
         t0 = time.perf_counter()
-        slot = self.plen + self.t
-        self.t += 1
-        self.cache.slot.fill_(slot)
-        self.cache.n_written = slot + 1
-        window = window_for(slot + 1, self.max_len)
-        self.cache.set_window(window)
+        window = self.next_slot()
         out, state, emb = _think_and_input(self.parts, logits, hidden, state, prm, uid, st, uniforms)
 
         def fwd(e):  # the decode forward on this step's slot
