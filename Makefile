@@ -100,6 +100,7 @@ data: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) tests/bench/bench_engine.py
+	$(PYTHON) tests/bench/bench_probe.py
 	$(PYTHON) tests/bench/bench_grading_math.py
 	$(PYTHON) tests/bench/bench_grading_long.py
 	$(PYTHON) tests/bench/bench_grading_code.py

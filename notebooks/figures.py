@@ -2,7 +2,8 @@
 # # Figures — cached runs → Figure 1, concept tokens (Figures 3–4), length distributions, accuracy vs length, Pareto view
 #
 # Reads cached results only. PNG + PDF in `out_dir`; `pareto_methods` puts every method's run per benchmark on the
-# accuracy-length plane and marks the Pareto front. One palette for methods across every figure
+# accuracy-length plane and marks the Pareto front; `pareto_paired` gives each method's accuracy minus greedy CoT's on
+# the same items with a paired bootstrap interval. One palette for methods across every figure
 # (`softthink.figures.METHOD_PALETTE`); published vs ours by hatching. Logic: `softthink.figures`.
 
 # %% tags=["parameters"]
@@ -24,7 +25,7 @@ P.to_dict()
 # %%
 import matplotlib.pyplot as plt
 
-from softthink import figures, pipeline, report, summaries, tables
+from softthink import diagnostics, figures, pipeline, report, summaries, tables
 
 all_dirs = pipeline.manifest_runs(P.manifest or None, P.runs_dir)
 dirs = pipeline.graded_runs(all_dirs)
@@ -64,6 +65,10 @@ if summary is not None and len(summary):
 if summary is not None and len(summary):
     fig = figures.pareto_view(summary, grader=P.grader)
     outputs += figures.save_figure(fig, "pareto_methods", P.out_dir)
+    plt.show()
+    # the Pareto view's paired companion: every method − greedy CoT on the same items, with its interval
+    fig = diagnostics.paired_figure(diagnostics.paired_frame(summary, grader=P.grader))
+    outputs += figures.save_figure(fig, "pareto_paired", P.out_dir)
     plt.show()
 
 # %%

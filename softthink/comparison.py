@@ -1,7 +1,9 @@
 """The extended comparison: every method (softthink/methods.py rows) × benchmark of our runs, beyond the paper's
 tables (the `methods` profile). No published numbers exist for most of these at this scale: ours only.
 
-Outputs (`write_comparison`): `figures/comparison.{md,csv,tex}`; accuracy, Len-Correct, Len-All and pass@k (k = n).
+Outputs (`write_comparison`): `figures/comparison.{md,csv,tex}`; accuracy, Len-Correct, Len-All and pass@k (k = n),
+and every method minus greedy CoT on the same items with paired intervals (`comparison_paired.csv`,
+docs/diagnostics.md).
 """
 from __future__ import annotations
 
@@ -184,8 +186,15 @@ def write_comparison(summary: pd.DataFrame | None, outdir: str | Path = "figures
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tab = comparison_table(summary, grader=grader)
-    paths = [outdir / "comparison.md", outdir / "comparison.csv", outdir / "comparison.tex"]
-    paths[0].write_text(comparison_markdown(tab, "Comparison of every method — accuracy, length and pass@k"))
+    paths = [outdir / "comparison.md", outdir / "comparison.csv", outdir / "comparison.tex",
+             outdir / "comparison_paired.csv"]
+    # paired differences against greedy CoT on the same items (softthink.diagnostics)
+    from softthink import diagnostics
+
+    paired = diagnostics.paired_frame(summary, baseline=diagnostics.GREEDY, grader=grader)
+    paths[0].write_text(comparison_markdown(tab, "Comparison of every method — accuracy, length and pass@k") + "\n"
+                        + diagnostics.paired_markdown(paired, "Paired differences against CoT Thinking (Greedy)"))
     comparison_flat(tab, formatted=False).to_csv(paths[1], index=False)
     paths[2].write_text(comparison_latex(tab))
+    paired.to_csv(paths[3], index=False)
     return [str(p) for p in paths]

@@ -184,13 +184,18 @@ class StaticRunner:
         # the strides the compiled step returns (a strided slice would be a second graph)
         return logits.contiguous(), hidden.contiguous()
 
-    def step(self, logits, hidden, state, prm, uid, next_pos, st: Statics, uniforms=None):
+    def next_slot(self) -> int:
+        """Point the cache at the next input's slot (grown to its window); returns the window."""
         slot = self.plen + self.t
         self.t += 1
         self.cache.slot.fill_(slot)
         self.cache.n_written = slot + 1
         window = window_for(slot + 1, self.max_len)
         self.cache.set_window(window)
+        return window
+
+    def step(self, logits, hidden, state, prm, uid, next_pos, st: Statics, uniforms=None):
+        window = self.next_slot()
         out, state, emb = _think_and_input(self.parts, logits, hidden, state, prm, uid, st, uniforms)
         args = (self.parts, self.cache, emb, next_pos, self.prompt_valid, self.plen_t)
         if self.fn is None:

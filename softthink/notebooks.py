@@ -20,8 +20,8 @@ from softthink.config import ConfigError
 from softthink.files import repo_root
 
 KERNEL_NAME = "softthink"
-NOTEBOOKS = ("generate", "grade", "tables", "figures", "explore", "sweep_analysis")
-ANALYSIS_NOTEBOOKS = ("tables", "figures", "sweep_analysis", "explore")
+NOTEBOOKS = ("generate", "grade", "tables", "figures", "explore", "sweep_analysis", "diagnostics")
+ANALYSIS_NOTEBOOKS = ("tables", "figures", "sweep_analysis", "explore", "diagnostics")
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 

@@ -217,6 +217,13 @@ FIGURE_CAPTIONS = {
     "pareto_methods": "Every method — accuracy (pass@1) vs Len-All, one point per (method, benchmark) run, colour "
                       "and marker per method; the Pareto front of each benchmark (shorter and more accurate) ringed "
                       "and joined by a dashed staircase.",
+    "pareto_paired": "Every method minus CoT Thinking (Greedy) on the same items: paired accuracy difference with its "
+                     "95 % paired bootstrap interval, per benchmark (docs/diagnostics.md).",
+    "divergence_steps": "Is it more than greedy? — first step where each soft-input sample's visible tokens leave the "
+                        "greedy CoT sample of the same item, per method (docs/diagnostics.md).",
+    "probe_js": "Is it more than greedy? — top-1 reliance probe: JS divergence between the next-step distributions "
+                "under the concept token and under its one-hot top-1 (filled) / top-2 (hollow) token, against the step "
+                "and the concept's top-1 weight (docs/diagnostics.md).",
     "sweep_heatmaps": "Diagnostic — hyperparameter sweep: accuracy over max_topk × Cold Stop τ, vs L and vs min-p.",
 }
 
@@ -318,15 +325,16 @@ def build_report(profile: str = "demo", build_dir: str | os.PathLike = "build/de
     bad = [o for o in oracles if not o.ok]
     parts.append(f"<p>Consistency oracles of the published numbers (docs/design/paper.md §6): {len(oracles) - len(bad)}/"
                  f"{len(oracles)} hold.</p>")
-    for name in ("table1", "table2", "table3", "comparison"):
+    for name in ("table1", "table2", "table3", "comparison", "diagnostics"):
         md = figures_dir / f"{name}.md"
-        if name == "comparison" and not md.exists():
-            continue  # built by the tables notebook since the methods profile; older builds lack it
+        if name in ("comparison", "diagnostics") and not md.exists():
+            continue  # built by the tables / diagnostics notebooks of the methods profile; other builds lack them
         if md.exists():
             parts.append(_md_to_html(md.read_text().replace("## ", "### ", 1)))
             rel = os.path.relpath(figures_dir, out_dir)
-            parts.append(f"<p>Also as <a href='{rel}/{name}.csv'>CSV</a> and "
-                         f"<a href='{rel}/{name}.tex'>LaTeX</a> in <code>{figures_dir}/</code>.</p>")
+            if name != "diagnostics":
+                parts.append(f"<p>Also as <a href='{rel}/{name}.csv'>CSV</a> and "
+                             f"<a href='{rel}/{name}.tex'>LaTeX</a> in <code>{figures_dir}/</code>.</p>")
         else:
             parts.append(f"<p>{name}: not built.</p>")
     parts.append("<h2>Figures</h2>")

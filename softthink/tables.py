@@ -353,7 +353,7 @@ def write_tables(summary: pd.DataFrame | None, outdir: str | Path = "figures") -
     for name, tab in build_tables(summary).items():
         title, label = TABLE_TITLES[name]
         paths = [outdir / f"{name}.md", outdir / f"{name}.csv", outdir / f"{name}.tex"]
-        paths[0].write_text(to_markdown(tab, title))
+        paths[0].write_text(to_markdown(tab, title) + _paired_delta(summary, tab))
         flat_frame(tab, formatted=False).to_csv(paths[1], index=False)
         paths[2].write_text(to_latex(tab, title, label))
         written[name] = [str(p) for p in paths]
@@ -362,6 +362,17 @@ def write_tables(summary: pd.DataFrame | None, outdir: str | Path = "figures") -
     (outdir / "tables.json").write_text(long.to_json(orient="records", indent=1))
     written["long"] = [str(outdir / "tables.json")]
     return written
+
+
+def _paired_delta(summary: pd.DataFrame | None, tab: pd.DataFrame) -> str:
+    """Tables 1/2: our Soft Thinking − CoT Thinking (sampling) on the same items, with paired intervals (the delta the
+    paper's claim rests on; softthink.diagnostics)."""
+    if tab.attrs.get("domain") not in ("math", "code"):
+        return ""
+    from softthink import diagnostics
+
+    paired = diagnostics.paired_frame(summary, baseline="cot_sample", methods=["soft"], datasets=tab.attrs["datasets"])
+    return "\n" + diagnostics.paired_markdown(paired, "Ours: Soft Thinking − CoT Thinking, paired on the same items")
 
 
 def __getattr__(name: str):

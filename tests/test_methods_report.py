@@ -115,7 +115,8 @@ def test_comparison_labels_and_outputs(tmp_path):
     assert len(csv) == len(comparison.COMPARISON_METHODS) and "pass@k AIME24" in csv.columns
     assert csv["pass@k AIME24"].notna().sum() == 2  # gumbel and dirichlet only (CoT set to n = 1)
     assert "tabular" in (tmp_path / "comparison.tex").read_text()
-    assert len(paths) == 3
+    assert len(paths) == 4 and "Paired differences against CoT Thinking (Greedy)" in md
+    assert (tmp_path / "comparison_paired.csv").exists()  # made-up runs have no directories: no pair, an empty frame
     # empty input: a table that says so
     assert "No runs yet" in comparison.comparison_markdown(comparison.comparison_table(None))
 

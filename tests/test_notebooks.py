@@ -78,12 +78,20 @@ def test_grade_tables_figures_sidecars(ci_run):
             assert (root / "figures" / f"{name}.{ext}").exists()
     assert "Soft Thinking (K 4" in (root / "figures" / "comparison.md").read_text()
     f = _sidecar(root, "figures")
-    assert f["metrics"]["figures"] == 5 and f["metrics"]["trace"]
-    for stem in ("figure1", "concept_tokens", "length_distributions", "acc_vs_length", "pareto_methods"):
+    assert f["metrics"]["figures"] == 6 and f["metrics"]["trace"]
+    for stem in ("figure1", "concept_tokens", "length_distributions", "acc_vs_length", "pareto_methods",
+                 "pareto_paired"):
         assert (root / "figures" / f"{stem}.png").stat().st_size > 5000
         assert (root / "figures" / f"{stem}.pdf").exists()
     s = _sidecar(root, "sweep_analysis")
     assert s["metrics"]["runs"] >= 4 and (root / "figures" / "sweep_heatmaps.png").exists()
+    d = _sidecar(root, "diagnostics")  # gsm8k: soft and greedy on the same item
+    assert d["metrics"]["agreement_samples"] >= 1 and d["metrics"]["paired"] >= 1
+    assert d["metrics"]["probed_runs"] == 1 and d["metrics"]["probed_steps"] >= 1
+    diag = (root / "figures" / "diagnostics.md").read_text()
+    assert "Top-1 reliance probe" in diag and "Paired differences" in diag and "exercise the machinery" in diag
+    for stem in ("divergence_steps", "probe_js"):
+        assert (root / "figures" / f"{stem}.png").exists()
     x = _sidecar(root, "explore")
     assert x["metrics"]["soft"]["num_tokens"] >= 1 and x["parameters"]["interactive"] is False
 
