@@ -165,14 +165,7 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
         mismatches = 0
         with JsonlAppender(rd.samples_path) as out:
             for work in batches:
-                prompts_, extras, ids_hashes = [], [], []
-                for it, j in work:
-                    text, extra = _prompt_for(spec, tokenizer, it, j, cfg)
-                    ids = _prompt_ids(engine, tokenizer, text)
-                    prompts_.append(ids)
-                    ids_hashes.append(_ids_hash(ids))
-                    extras.append({"prompt_text_sha256": sha256_text(text), **extra})
-                uids = [sample_uid(it.index, j) for it, j in work]
+                prompts_, extras, ids_hashes, uids = _requests(spec, engine, tokenizer, work)
                 for i, gen in _iter_generations(engine, prompts_, cfg, uids):
                     it, j = work[i]
                     rec = _sample_record(it, j, uids[i], ids_hashes[i], extras[i], gen)
@@ -196,6 +189,18 @@ def generate_run(spec: RunSpec, engine: Any = None, progress: bool = True,
     return rd
 
 
+def _requests(spec: RunSpec, engine: Any, tokenizer: Any, work: list) -> tuple[list, list, list, list]:
+    """For (item, sample_index) pairs: prompt ids, extra record fields, prompt-id hashes and sample uids."""
+    prompts_, extras, ids_hashes = [], [], []
+    for it, j in work:
+        text, extra = _prompt_for(spec, tokenizer, it, j, spec.generation)
+        ids = _prompt_ids(engine, tokenizer, text)
+        prompts_.append(ids)
+        ids_hashes.append(_ids_hash(ids))
+        extras.append({"prompt_text_sha256": sha256_text(text), **extra})
+    return prompts_, extras, ids_hashes, [sample_uid(it.index, j) for it, j in work]
+
+
 def _generate_in_flight(spec: RunSpec, engine: Any, tokenizer: Any, rd: RunDir, missing: list, stored: dict,
                         bar: Any) -> None:
     """Every missing (item, sample) pair sent at once (the engine bounds what is in flight); each record appended
@@ -203,14 +208,7 @@ def _generate_in_flight(spec: RunSpec, engine: Any, tokenizer: Any, rd: RunDir, 
     a resumed run sends exactly the missing pairs. A sample the server refuses fails alone; the run then ends with
     an error naming them (the others are stored, a rerun retries only the failed ones)."""
     cfg = spec.generation
-    prompts_, extras, ids_hashes = [], [], []
-    for it, j in missing:
-        text, extra = _prompt_for(spec, tokenizer, it, j, cfg)
-        ids = _prompt_ids(engine, tokenizer, text)
-        prompts_.append(ids)
-        ids_hashes.append(_ids_hash(ids))
-        extras.append({"prompt_text_sha256": sha256_text(text), **extra})
-    uids = [sample_uid(it.index, j) for it, j in missing]
+    prompts_, extras, ids_hashes, uids = _requests(spec, engine, tokenizer, missing)
     failed, tokens, t0 = [], 0, time.monotonic()
     with JsonlAppender(rd.samples_path) as out:
         for i, gen in engine.generate_unordered(prompts_, cfg, uids):
