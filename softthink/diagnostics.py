@@ -24,7 +24,7 @@ from softthink.methods import ROWS
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
 GREEDY = "cot_greedy"
-DISCRETE_ROWS = ("cot_sample", "cot_greedy", "nothinking")  # rows whose every input is a one-hot token
+DISCRETE_ROWS = tuple(n for n, m in ROWS.items() if not m.soft)  # rows whose every input is a one-hot token
 DEMO_NOTE = ("On the demo's 135M model these numbers exercise the machinery only: they say nothing about Soft "
              "Thinking on the paper's 32B/70B models.")
 

@@ -34,6 +34,7 @@ class Method:
     section: str | None = None  # the config section holding its parameters
     sglang: str | None = None  # "driver": the plugin's driver step; "native": stock SGLang sampling; None: HF only
     nothinking: bool = False  # the prompt pre-fills the end of thinking (NoThinking)
+    topk_concept: bool = True  # soft THINK inputs are top-k weights over token embeddings (the probe's subject)
     # --- variants only ---
     base: str | None = None  # the method this row runs
     when: tuple[tuple[str, Any], ...] = ()  # (dotted config key, value) that select this row among the base's runs
@@ -62,7 +63,7 @@ ROWS: dict[str, Method] = {m.name: m for m in [
     Method("avg_embedding", "Average Embedding", ("colorblind", 5), "P", (("k", "avg_embedding.k"),),
            code=3, cold_stop=True, section="avg_embedding", sglang="driver"),
     Method("coconut_tf", "COCONUT-TF", ("colorblind", 4), "X", (("h", "coconut.hidden"),),
-           code=2, cold_stop=True, section="coconut"),
+           code=2, cold_stop=True, section="coconut", topk_concept=False),
     Method("soft_gumbel", "Soft Thinking + Gumbel", ("dark", 9), "p",
            (K, ("τ_g", "noise.gumbel_tau"), MIN_P, COLD), base="soft", when=(("noise.kind", "gumbel"),)),
     Method("soft_dirichlet", "Soft Thinking + Dirichlet", ("dark", 4), "h",
@@ -71,7 +72,7 @@ ROWS: dict[str, Method] = {m.name: m for m in [
            code=4, sampled_output=True, section="moi", sglang="driver"),
     Method("swir", "SwiReasoning", ("colorblind", 8), "<",
            (("α₀", "swir.alpha0"), ("β₀", "swir.beta0"), ("W", "swir.window"), ("C", "swir.max_switches")),
-           code=5, sampled_output=True, section="swir"),
+           code=5, sampled_output=True, section="swir", topk_concept=False),
     Method("thinkrouter", "ThinkRouter", ("colorblind", 9), ">",
            (("τ_r", "thinkrouter.threshold"), ("conf", "thinkrouter.confidence_source"),
             ("discrete", "thinkrouter.discrete")),

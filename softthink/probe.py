@@ -30,12 +30,14 @@ import torch
 
 from softthink.decode_step import StaticRunner, _static_forward, _think_and_input
 from softthink.engine import HFEngine
+from softthink.methods import ROWS
 
 PROBE_VERSION = 1  # bump when the probe's numbers would change (invalidates cached results)
 PROBE_DIR = "probe"
 COLUMNS = ["sample_uid", "step", "w_top1", "concept_entropy", "step_entropy", "support", "js_top1", "js_top2",
            "js_top1_top2"]
-UNPROBED_ROWS = ("cot_sample", "cot_greedy", "nothinking", "coconut_tf", "swir")  # no concept to probe
+UNPROBED_ROWS = tuple(n for n, m in ROWS.items()  # no top-k concept to probe: discrete, hidden-state, full-vocabulary
+                      if not (m.soft and ROWS[m.base or n].topk_concept))
 
 
 def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
