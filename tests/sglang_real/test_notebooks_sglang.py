@@ -25,7 +25,9 @@ def profile_run(tmp_path_factory):
 
 
 def _samples(run_dir: Path) -> list:
-    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+    """In (item, sample) order: a server run appends samples in the order they finish."""
+    recs = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+    return sorted(recs, key=lambda r: (r["item_index"], r["sample_index"]))
 
 
 def _run_dirs(root: Path) -> dict:

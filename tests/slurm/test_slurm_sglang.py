@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _samples(d: Path) -> list[dict]:
     from softthink.store import read_jsonl
 
-    f = Path(d, "samples.jsonl")
-    return read_jsonl(f) if f.exists() else []
+    f = Path(d, "samples.jsonl")  # sorted: a server run appends samples in the order they finish
+    return sorted(read_jsonl(f), key=lambda r: (r["item_index"], r["sample_index"])) if f.exists() else []
 
 
 def _runs_of(runs: Path, model: str) -> list[Path]:
