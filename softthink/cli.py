@@ -19,7 +19,7 @@ from softthink.config import ConfigError
 
 # modules that contribute sub-commands (each defines add_commands(subparsers))
 COMMAND_MODULES = ["softthink.data", "softthink.pipeline", "softthink.sglang_glue.launch", "softthink.official",
-                   "softthink.hub"]
+                   "softthink.official_import", "softthink.hub"]
 GENERATE_FILE_KEYS = ("model", "prompts", "device", "dtype", "generation")
 
 
